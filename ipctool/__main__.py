@@ -1,0 +1,3 @@
+from ipctool.cli import main
+
+main()

@@ -1,0 +1,154 @@
+"""The public plugin API: everything a plugin author imports, and nothing else.
+
+A plugin is a module registered under the entry-point group `ipctool`. Its
+module implements `ipctool_mechanisms()` with `@hookimpl` and returns
+`Mechanism` records; the verbs live in a second module (named by
+`Mechanism.commands`) built with `new_app()` and the shared options. See the
+README's "Writing a plugin" section. Names not listed in `__all__` are
+internal and may change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from ipctool.contract import VERBS, ContractCase, Mechanism
+from ipctool.errors import (
+    ExitCode,
+    IpcError,
+    NotFound,
+    PermissionDenied,
+    Refused,
+    Timeout,
+    TooLarge,
+    UsageError,
+    WouldBlock,
+    from_os_error,
+)
+from ipctool.hookspecs import hookimpl
+from ipctool.options import (
+    Count,
+    CString,
+    Data,
+    DryRun,
+    Follow,
+    Force,
+    Json,
+    Lines,
+    Mode,
+    Nowait,
+    Null,
+    OlderThan,
+    Stale,
+    Stream,
+)
+from ipctool.options import Timeout as TimeoutOption
+from ipctool.output import data_fields, json_line, print_json, print_table
+from ipctool.streams import Framing, RecordWriter, framing_from_flags, stdin_records
+from ipctool.system import (
+    idle_seconds,
+    iso_time,
+    pid_alive,
+    pids_holding,
+    read_sysctl,
+    read_table,
+    user_name,
+)
+from ipctool.targets import (
+    format_key,
+    parse_duration,
+    parse_id,
+    parse_mode,
+    parse_posix_name,
+    parse_sysv_key,
+    signed_key,
+)
+from ipctool.waiting import wait_for
+
+DEFAULT_MODE = 0o600  # objects are owner-only unless --mode says otherwise
+
+__all__ = [
+    "DEFAULT_MODE",
+    "VERBS",
+    "CString",
+    "ContractCase",
+    "Count",
+    "Data",
+    "DryRun",
+    "ExitCode",
+    "Follow",
+    "Force",
+    "Framing",
+    "IpcError",
+    "Json",
+    "Lines",
+    "Mechanism",
+    "Mode",
+    "NotFound",
+    "Nowait",
+    "Null",
+    "OlderThan",
+    "PermissionDenied",
+    "RecordWriter",
+    "Refused",
+    "Stale",
+    "Stream",
+    "Timeout",
+    "TimeoutOption",
+    "TooLarge",
+    "UsageError",
+    "WouldBlock",
+    "data_fields",
+    "format_key",
+    "framing_from_flags",
+    "from_os_error",
+    "hookimpl",
+    "idle_seconds",
+    "iso_time",
+    "json_line",
+    "new_app",
+    "parse_duration",
+    "parse_id",
+    "parse_mode",
+    "parse_posix_name",
+    "parse_sysv_key",
+    "pid_alive",
+    "pids_holding",
+    "print_json",
+    "print_table",
+    "read_sysctl",
+    "read_table",
+    "signed_key",
+    "stdin_records",
+    "user_name",
+    "wait_for",
+]
+
+
+def new_app(help: str, epilog: str | None = None) -> typer.Typer:
+    """The typer app for one mechanism's verbs, set up as the core expects.
+
+    Plain (not rich) help keeps `--help` fast; the callback keeps the app a
+    group even while it has a single command.
+    """
+    app = typer.Typer(
+        help=help,
+        epilog=epilog,
+        rich_markup_mode=None,
+        add_completion=False,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def _group() -> None:
+        pass
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    raise AttributeError(f"ipctool.api has no {name!r}; plugins use only the names in __all__")

@@ -1,0 +1,244 @@
+"""The `ipctool` command: a typer app whose mechanism groups load on first use.
+
+Start-up is paid on every call in a shell loop and on every TAB press, so the
+top-level group lists mechanisms from their `Mechanism` records alone and
+imports a mechanism's commands only when that mechanism is run or asked for
+help. Nothing here imports rich, sysv_ipc or posix_ipc.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Annotated, Any
+
+import typer
+import typer.core
+import typer.main
+
+from ipctool import __version__, runner
+from ipctool._click import (
+    ClickException,
+    CompletionItem,
+    Context,
+    HelpFormatter,
+    NoArgsIsHelpError,
+    UsageError,
+)
+from ipctool.contract import FAMILIES, Mechanism
+from ipctool.errors import ExitCode, IpcError
+from ipctool.registry import get_registry, warn
+
+TOOL_COMMANDS_SECTION = "Tool"
+
+HELP = """Send, receive, inspect and clean Linux IPC objects from the shell.
+
+Every mechanism has the same four verbs: send (stdin to the object), recv
+(the object to stdout), inspect (what exists, who uses it, limits; --json for
+scripts) and clean (remove one object, or stale ones, with --dry-run).
+"""
+
+EPILOG = """\b
+Examples:
+  echo hi | ipctool msgq send 12345     # SysV queue with key 12345
+  ipctool msgq recv 12345               # prints: hi
+  ipctool msgq inspect --json
+  ipctool msgq clean --stale --dry-run
+  ipctool plugins
+
+\b
+Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 permission denied,
+5 would block, 6 refused (in use or not yours), 7 too large, 124 timeout,
+130 interrupted, 141 output pipe closed.
+"""
+
+
+def load_mechanism_group(mech: Mechanism) -> Any:
+    """Import a mechanism's commands and wrap each verb with the core's runner."""
+    module_name, _, attribute = mech.commands.partition(":")
+    sub_app = getattr(importlib.import_module(module_name), attribute or "app")
+    group = typer.main.get_group(sub_app)
+    group.name = mech.name
+    for command in group.commands.values():
+        command.callback = runner.guarded(mech.name, command.callback)
+    return group
+
+
+class MechanismGroup(typer.core.TyperGroup):
+    """Top-level group: built-in commands plus one lazily loaded group per mechanism."""
+
+    current: str | None = None  # the mechanism being run, for error lines
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return [*get_registry().mechanisms, *self.commands]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Any:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        registry = get_registry()
+        if cmd_name in registry.conflicts:
+            raise IpcError(None, registry.conflict_message(cmd_name))
+        mech = registry.mechanisms.get(cmd_name)
+        if mech is None:
+            return None
+        MechanismGroup.current = cmd_name
+        try:
+            group = load_mechanism_group(mech)
+        except Exception as exc:
+            plugin = registry.providers[cmd_name]
+            raise IpcError(
+                None, f"plugin {plugin.label} is broken: {runner.describe(exc)}"
+            ) from exc
+        self.commands[cmd_name] = group
+        return group
+
+    def _sections(self) -> dict[str, list[tuple[str, str]]]:
+        sections: dict[str, list[tuple[str, str]]] = {f: [] for f in FAMILIES}
+        for name, mech in get_registry().mechanisms.items():
+            sections.setdefault(mech.family, []).append((name, mech.summary))
+        sections[TOOL_COMMANDS_SECTION] = [
+            (name, cmd.get_short_help_str(80)) for name, cmd in self.commands.items()
+        ]
+        return {title: sorted(rows) for title, rows in sections.items() if rows}
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        # Click would call get_command (an import) per name to get its help.
+        for title, rows in self._sections().items():
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+    def shell_complete(self, ctx: Context, incomplete: str) -> list[Any]:
+        items = [
+            CompletionItem(name, help=summary)
+            for rows in self._sections().values()
+            for name, summary in rows
+            if name.startswith(incomplete)
+        ]
+        return items + super(typer.core.TyperGroup, self).shell_complete(ctx, incomplete)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"ipctool {__version__}\n")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    cls=MechanismGroup,
+    name="ipctool",
+    help=HELP,
+    epilog=EPILOG,
+    rich_markup_mode=None,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=show_version, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show a traceback for unexpected errors.")
+    ] = False,
+) -> None:
+    if debug:
+        runner.debug = True
+    for message in get_registry().warnings:
+        warn(message)
+
+
+@app.command("plugins")
+def plugins_command(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document for scripts.")] = False,
+) -> None:
+    """List installed plugins: distribution, version, mechanisms and verbs.
+
+    \b
+    Examples:
+      ipctool plugins
+      ipctool plugins --json | jq '.[].mechanisms[].name'
+    """
+    from ipctool import output
+
+    registry = get_registry()
+    rows = []
+    for plugin in registry.plugins:
+        mechanisms = []
+        for mech in plugin.mechanisms:
+            try:
+                verbs = sorted(load_mechanism_group(mech).commands)
+            except Exception as exc:
+                verbs = []
+                warn(f"plugin {plugin.label}: {mech.name}: {runner.describe(exc)}")
+            mechanisms.append({"name": mech.name, "family": mech.family, "verbs": verbs})
+        rows.append(
+            {
+                "plugin": plugin.name,
+                "distribution": plugin.distribution,
+                "version": plugin.version,
+                "mechanisms": mechanisms,
+            }
+        )
+    if as_json:
+        output.print_json(rows)
+        return
+    table = [
+        (r["plugin"], r["distribution"], r["version"], m["name"], " ".join(m["verbs"]))
+        for r in rows
+        for m in r["mechanisms"]
+    ]
+    output.print_table(
+        "ipctool plugins", ["plugin", "distribution", "version", "mechanism", "verbs"], table
+    )
+
+
+def usage_line(err: UsageError) -> str:
+    path = err.ctx.command_path if err.ctx else "ipctool"
+    where = path.partition(" ")[2] or None
+    message = err.format_message().rstrip(".")
+    message = message[0].lower() + message[1:] if message else message
+    hint = f" (see '{path} --help')"
+    return ": ".join(p for p in ("ipctool", where, message) if p) + hint
+
+
+def run(args: list[str]) -> int:
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args, prog_name="ipctool", standalone_mode=False)
+    except NoArgsIsHelpError as err:
+        sys.stderr.write(err.ctx.get_help() + "\n")
+        return ExitCode.USAGE
+    except UsageError as err:
+        sys.stderr.write(usage_line(err) + "\n")
+        return ExitCode.USAGE
+    except ClickException as err:
+        sys.stderr.write(f"ipctool: {err.format_message()}\n")
+        return err.exit_code
+    except IpcError as err:
+        sys.stderr.write(err.line(MechanismGroup.current) + "\n")
+        return err.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    try:
+        code = run(sys.argv[1:])
+        runner.flush_stdout()
+    except BrokenPipeError:
+        runner.silence_stdout()
+        code = ExitCode.BROKEN_PIPE
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug in ipctool itself: still one line
+        try:
+            runner.report_unexpected(MechanismGroup.current, exc)
+        except typer.Exit as done:
+            code = done.exit_code
+    sys.exit(code)

@@ -1,0 +1,50 @@
+"""The mechanism contract: what a plugin hands the core, and what it promises."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+VERBS = ("send", "recv", "inspect", "clean")
+
+# Sections of `ipctool --help`, in this order; other families follow.
+FAMILIES = ("Messages", "Memory", "Streams", "Network", "Signals")
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """One IPC mechanism: a command group `ipctool NAME` with the four verbs.
+
+    `commands` is "module:attribute" naming the `typer.Typer` (made with
+    `ipctool.api.new_app`) that holds `send`, `recv`, `inspect` and `clean`.
+    It is imported only when this mechanism runs, so nothing heavy loads on
+    another mechanism's calls or on `ipctool --help`.
+    """
+
+    name: str
+    summary: str
+    commands: str
+    family: str = "Other"
+
+
+@dataclass
+class ContractCase:
+    """How the shared contract test drives one kind of object of a mechanism.
+
+    new_target() returns a target nobody else uses (a unique key, name, path or
+    address); remove(target) deletes the object without ipctool, so a failed
+    test leaves nothing behind. recv_first: recv must be running before send
+    (listeners, FIFOs). bad_target must be refused as a usage error.
+    """
+
+    mechanism: str
+    label: str
+    new_target: Callable[[], str]
+    remove: Callable[[str], None]
+    bad_target: str
+    recv_first: bool = False
+    send_args: Sequence[str] = field(default_factory=tuple)
+    recv_args: Sequence[str] = field(default_factory=tuple)

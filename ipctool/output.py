@@ -1,0 +1,50 @@
+"""Output for people (rich tables, imported only here) and for scripts (JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout (for --json of inspect, clean, plugins)."""
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def json_line(record: dict[str, Any]) -> bytes:
+    """One compact JSON object and a newline (for streams of records, e.g. recv --json)."""
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def data_fields(data: bytes) -> dict[str, Any]:
+    """`data` as text when it is valid UTF-8, else base64; `encoding` says which."""
+    try:
+        return {"size": len(data), "encoding": "utf-8", "data": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        import base64
+
+        return {"size": len(data), "encoding": "base64", "data": base64.b64encode(data).decode()}
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "none"
+) -> None:
+    """A table for people; rich is imported here, on the verbs that print one."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    count = 0
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        count += 1
+    # Piped into grep or less, rows stay whole instead of folding at 80 columns.
+    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+    if count:
+        console.print(table)
+    else:
+        console.print(f"{title}: {empty}")

@@ -1,0 +1,155 @@
+"""Plugin discovery: entry points in the group `ipctool`, loaded one by one.
+
+pluggy's own `load_setuptools_entrypoints` stops at the first broken plugin, so
+this loop loads each entry point itself: a plugin that fails to import, to
+register, or to answer its hook becomes one warning naming its distribution.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import pluggy
+
+from ipctool import hookspecs
+from ipctool.contract import NAME_PATTERN, Mechanism
+
+ENTRY_POINT_GROUP = "ipctool"
+LOAD_ENV = "IPCTOOL_LOAD_PLUGINS"  # comma-separated: load only these ("" loads none)
+DISABLE_ENV = "IPCTOOL_DISABLE_PLUGINS"  # comma-separated: never load these
+RESERVED_NAMES = frozenset({"plugins", "help"})
+
+
+@dataclass
+class Plugin:
+    name: str  # entry-point name
+    distribution: str
+    version: str
+    module: Any = None
+    mechanisms: list[Mechanism] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.distribution} {self.version} (plugin {self.name!r})"
+
+
+@dataclass
+class Registry:
+    manager: pluggy.PluginManager
+    plugins: list[Plugin] = field(default_factory=list)
+    mechanisms: dict[str, Mechanism] = field(default_factory=dict)
+    providers: dict[str, Plugin] = field(default_factory=dict)
+    conflicts: dict[str, list[Plugin]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def conflict_message(self, name: str) -> str:
+        claimants = " and ".join(p.label for p in self.conflicts[name])
+        return (
+            f"mechanism {name!r} is claimed by {claimants}; disable one with {DISABLE_ENV}=<plugin>"
+        )
+
+
+def _names(env: str) -> set[str] | None:
+    value = os.environ.get(env)
+    if value is None:
+        return None
+    return {n.strip() for n in value.split(",") if n.strip()}
+
+
+def _wanted(name: str, distribution: str) -> bool:
+    only, disabled = _names(LOAD_ENV), _names(DISABLE_ENV) or set()
+    if {name, distribution} & disabled:
+        return False
+    return only is None or bool({name, distribution} & only)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
+    """Import, register and ask one plugin; any failure is a warning, never a crash."""
+    manager = registry.manager
+    try:
+        plugin.module = load()
+        manager.register(plugin.module, name=plugin.name)
+        manager.check_pending()  # a hook with no spec: misspelled or from a newer ipctool
+    except Exception as exc:
+        if plugin.module is not None and manager.is_registered(plugin.module):
+            manager.unregister(plugin.module)
+        registry.warnings.append(f"plugin {plugin.label} failed to load: {_describe(exc)}; skipped")
+        return
+    for impl in manager.hook.ipctool_mechanisms.get_hookimpls():
+        if impl.plugin is not plugin.module:
+            continue
+        try:
+            found = list(impl.function())
+            for mech in found:
+                if not isinstance(mech, Mechanism) or not NAME_PATTERN.match(mech.name):
+                    raise TypeError(f"not a valid Mechanism: {mech!r}")
+        except Exception as exc:
+            manager.unregister(plugin.module)
+            registry.warnings.append(
+                f"plugin {plugin.label} gave no usable mechanisms: {_describe(exc)}; skipped"
+            )
+            return
+        plugin.mechanisms.extend(found)
+    registry.plugins.append(plugin)
+
+
+def _claim(registry: Registry, plugin: Plugin, mech: Mechanism) -> None:
+    name = mech.name
+    if name in RESERVED_NAMES:
+        registry.warnings.append(f"plugin {plugin.label}: {name!r} is reserved; skipped")
+    elif name in registry.conflicts:
+        registry.conflicts[name].append(plugin)
+    elif name in registry.providers:
+        registry.conflicts[name] = [registry.providers.pop(name), plugin]
+        del registry.mechanisms[name]
+    else:
+        registry.providers[name] = plugin
+        registry.mechanisms[name] = mech
+
+
+def build_registry(entry_points: Any = None) -> Registry:
+    """Discover and load plugins. `entry_points` (for tests) replaces discovery."""
+    registry = Registry(manager=new_manager())
+    if entry_points is None:
+        from importlib.metadata import entry_points as find
+
+        entry_points = find(group=ENTRY_POINT_GROUP)
+    for ep in entry_points:
+        dist = getattr(ep, "dist", None)
+        plugin = Plugin(
+            name=ep.name,
+            distribution=dist.name if dist else "unknown",
+            version=dist.version if dist else "?",
+        )
+        if _wanted(plugin.name, plugin.distribution):
+            _register(registry, plugin, ep.load)
+    for plugin in registry.plugins:
+        for mech in plugin.mechanisms:
+            _claim(registry, plugin, mech)
+    for name in registry.conflicts:
+        registry.warnings.append(registry.conflict_message(name))
+    return registry
+
+
+@cache
+def get_registry() -> Registry:
+    return build_registry()
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"ipctool: warning: {message}\n")

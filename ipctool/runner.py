@@ -1,0 +1,84 @@
+"""Runs every verb of every plugin the same way: one-line errors, exit codes, quiet EPIPE.
+
+The core wraps each plugin command's callback with `guarded`, so a plugin
+raises `ipctool.api` errors (or lets an OSError through) and never prints,
+formats or exits on its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import typer
+
+from ipctool._click import ClickException
+from ipctool.errors import ExitCode, IpcError, from_os_error
+
+DEBUG_ENV = "IPCTOOL_DEBUG"
+debug = bool(os.environ.get(DEBUG_ENV))
+
+
+def fail(line: str, code: int) -> NoReturn:
+    sys.stderr.write(line + "\n")
+    raise typer.Exit(code)
+
+
+def silence_stdout() -> None:
+    """After EPIPE: point fd 1 at /dev/null so no later flush raises again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+def flush_stdout() -> None:
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def report_unexpected(mechanism: str | None, exc: BaseException) -> NoReturn:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    where = f"{mechanism}: " if mechanism else ""
+    fail(f"ipctool: {where}internal error: {describe(exc)} (--debug shows where)", ExitCode.FAILURE)
+
+
+def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a verb so that every way it can end maps to a documented exit."""
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = callback(*args, **kwargs)
+            flush_stdout()
+            return result
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
+        except IpcError as err:
+            if debug:
+                import traceback
+
+                traceback.print_exception(err)
+            fail(err.line(mechanism), err.exit_code)
+        except BrokenPipeError:
+            silence_stdout()
+            raise typer.Exit(ExitCode.BROKEN_PIPE) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except OSError as err:
+            mapped = from_os_error(err.filename, err)
+            fail(mapped.line(mechanism), mapped.exit_code)
+        except Exception as err:
+            report_unexpected(mechanism, err)
+
+    return run

@@ -1,0 +1,115 @@
+"""Exact-bytes stdin and stdout, and the framings every message mechanism shares.
+
+Framings (send splits stdin, recv joins messages back):
+  whole   all of stdin is one message; recv writes each message as it is
+  lines   one message per line, without its newline; recv adds a newline
+  null    one message per NUL-terminated record (find -print0); recv adds a NUL
+  stream  stdin of any size as maximum-size messages and an empty end marker;
+          recv writes the pieces back to back and stops at the marker
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from enum import Enum
+
+from ipctool.errors import UsageError
+
+READ_CHUNK = 1 << 16
+STDIN, STDOUT = 0, 1
+
+
+class Framing(str, Enum):
+    WHOLE = "whole"
+    LINES = "lines"
+    NULL = "null"
+    STREAM = "stream"
+
+    @property
+    def separator(self) -> bytes:
+        return {Framing.LINES: b"\n", Framing.NULL: b"\0"}.get(self, b"")
+
+
+def framing_from_flags(lines: bool = False, null: bool = False, stream: bool = False) -> Framing:
+    chosen = [
+        f
+        for f, on in ((Framing.LINES, lines), (Framing.NULL, null), (Framing.STREAM, stream))
+        if on
+    ]
+    if len(chosen) > 1:
+        raise UsageError(None, "choose one of --lines, --null and --stream")
+    return chosen[0] if chosen else Framing.WHOLE
+
+
+def read_all(fd: int = STDIN) -> bytes:
+    """All of stdin, exactly (for the whole framing)."""
+    parts = []
+    while chunk := os.read(fd, READ_CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def iter_records(separator: bytes, fd: int = STDIN) -> Iterator[bytes]:
+    """Records of stdin without their separator, as soon as each is complete.
+
+    A last record with no separator is yielded too; an empty stdin yields none.
+    """
+    tail = b""
+    while chunk := os.read(fd, READ_CHUNK):
+        records = (tail + chunk).split(separator)
+        tail = records.pop()
+        yield from records
+    if tail:
+        yield tail
+
+
+def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
+    """stdin in pieces of at most `size` bytes, none of them empty (for stream)."""
+    while chunk := os.read(fd, size):
+        yield chunk
+
+
+def stdin_records(framing: Framing, data: bytes | None, max_size: int) -> Iterator[bytes]:
+    """What send transmits, one message at a time. `data` (from --data) replaces stdin."""
+    if framing is Framing.WHOLE:
+        yield read_all() if data is None else data
+    elif framing is Framing.STREAM:
+        if data is None:
+            yield from iter_chunks(max_size)
+        else:
+            yield from (data[i : i + max_size] for i in range(0, len(data), max_size))
+    elif data is None:
+        yield from iter_records(framing.separator)
+    else:
+        records = data.split(framing.separator)
+        if records[-1] == b"":
+            records.pop()
+        yield from records
+
+
+class RecordWriter:
+    """Writes received messages to stdout in a framing, through one reused buffer.
+
+    Call `flush()` before waiting for the next message, so a reader sees each
+    message at once while bursts still leave in large writes.
+    """
+
+    def __init__(self, framing: Framing, cstring: bool = False, fd: int = STDOUT) -> None:
+        self.out = io.BufferedWriter(io.FileIO(fd, "wb", closefd=False), buffer_size=1 << 16)
+        self.terminator = framing.separator
+        self.cstring = cstring
+
+    def write(self, message: bytes) -> None:
+        if self.cstring:
+            message = message.split(b"\0", 1)[0]
+        self.out.write(message)
+        if self.terminator:
+            self.out.write(self.terminator)
+
+    def write_raw(self, data: bytes) -> None:
+        self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()

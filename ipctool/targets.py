@@ -1,0 +1,81 @@
+"""Parsing of the ways objects are named, shared by every plugin.
+
+Each parser raises UsageError (exit 2) before anything is touched.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ipctool.errors import UsageError
+
+KEY_MAX = 0xFFFFFFFF  # key_t is 32 bits; ipcs shows keys as unsigned hex
+NAME_MAX = 255
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_sysv_key(text: str) -> int:
+    """A SysV IPC key: decimal or 0x-hex, 1..0xffffffff (0 is IPC_PRIVATE, reachable by --id)."""
+    try:
+        key = int(text, 0)
+    except ValueError:
+        raise UsageError(text, "not a key (decimal or 0x-hex) or /name") from None
+    if key < 0 or key > KEY_MAX:
+        raise UsageError(text, f"key out of range (1 to {KEY_MAX:#x})")
+    if key == 0:
+        raise UsageError(text, "key 0 is IPC_PRIVATE; address such objects with --id")
+    return key
+
+
+def signed_key(key: int) -> int:
+    """The key as the signed key_t that C and sysv_ipc use."""
+    return key - (1 << 32) if key > 0x7FFFFFFF else key
+
+
+def format_key(key: int) -> str:
+    """A key as ipcs shows it: 0x and eight hex digits."""
+    return f"0x{key & KEY_MAX:08x}"
+
+
+def parse_posix_name(text: str) -> str:
+    """A POSIX IPC name: "/" and 1-255 characters, with no further slash."""
+    if not text.startswith("/"):
+        raise UsageError(text, "a POSIX name starts with /")
+    rest = text[1:]
+    if not rest:
+        raise UsageError(text, "a POSIX name needs characters after /")
+    if "/" in rest:
+        raise UsageError(text, "a POSIX name has no / after the first")
+    if len(rest) > NAME_MAX or "\0" in rest:
+        raise UsageError(text, f"a POSIX name is 1 to {NAME_MAX} characters with no NUL")
+    return text
+
+
+def parse_id(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise UsageError(text, "an id is a non-negative integer") from None
+    if value < 0 or value > 0x7FFFFFFF:
+        raise UsageError(text, "an id is a non-negative 31-bit integer")
+    return value
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "90", "90s", "15m", "2h" or "7d"."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise UsageError(text, "a duration is a number with an optional unit s, m, h or d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_mode(text: str) -> int:
+    """Permission bits in octal, as chmod takes them (0600, 644)."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise UsageError(text, "a mode is octal permission bits such as 0600") from None
+    if not 0 <= mode <= 0o777:
+        raise UsageError(text, "a mode is octal permission bits from 0 to 0777")
+    return mode

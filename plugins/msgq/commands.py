@@ -1,0 +1,483 @@
+"""The four msgq verbs. sysv_ipc and posix_ipc load inside the verbs, via .sysv/.posix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from ipctool.api import (
+    DEFAULT_MODE,
+    Count,
+    CString,
+    Data,
+    DryRun,
+    Follow,
+    Force,
+    Framing,
+    Json,
+    Lines,
+    Mode,
+    NotFound,
+    Nowait,
+    Null,
+    OlderThan,
+    RecordWriter,
+    Refused,
+    Stale,
+    Stream,
+    Timeout,
+    TimeoutOption,
+    TooLarge,
+    UsageError,
+    WouldBlock,
+    data_fields,
+    framing_from_flags,
+    json_line,
+    new_app,
+    parse_posix_name,
+    parse_sysv_key,
+    print_json,
+    print_table,
+    stdin_records,
+)
+
+app = new_app(
+    help="""Message queues: SysV (KEY in decimal or 0x-hex, or --id ID) and POSIX (/NAME).
+
+A queue is created owner-only (0600) by the first send unless --mode says otherwise.""",
+)
+
+Target = Annotated[
+    str | None,
+    typer.Argument(metavar="[KEY|/NAME]", help="SysV key (12345, 0x3039) or POSIX /name."),
+]
+QueueId = Annotated[
+    int | None, typer.Option("--id", metavar="ID", min=0, help="A SysV queue by the id ipcs shows.")
+]
+
+
+@dataclass(frozen=True)
+class Where:
+    """A resolved target: exactly one of key, queue_id (SysV) or name (POSIX)."""
+
+    key: int | None = None
+    queue_id: int | None = None
+    name: str | None = None
+
+    @property
+    def posix(self) -> bool:
+        return self.name is not None
+
+
+def resolve(target: str | None, queue_id: int | None) -> Where:
+    if target is not None and queue_id is not None:
+        raise UsageError(target, "give a KEY, a /NAME or --id, not two of them")
+    if queue_id is not None:
+        return Where(queue_id=queue_id)
+    if target is None:
+        raise UsageError(None, "name a queue: KEY, /NAME or --id ID")
+    if target.startswith("/"):
+        return Where(name=parse_posix_name(target))
+    return Where(key=parse_sysv_key(target))
+
+
+def backend(posix: bool) -> Any:
+    """The module with the kernel work for one kind of queue."""
+    if posix:
+        from ipctool_plugins.msgq import posix
+
+        return posix
+    from ipctool_plugins.msgq import sysv
+
+    return sysv
+
+
+def open_queue(where: Where, *, create: bool = False, mode: int = DEFAULT_MODE, write: bool = True):
+    if where.posix:
+        from ipctool_plugins.msgq.posix import PosixQueue
+
+        return PosixQueue(where.name, create=create, mode=mode, write=write)
+    from ipctool_plugins.msgq.sysv import SysvQueue
+
+    if where.queue_id is not None:
+        return SysvQueue.by_id(where.queue_id)
+    return SysvQueue(where.key, create=create, mode=mode)
+
+
+def new_queue_limit(where: Where) -> int:
+    """The largest message a queue created now would take."""
+    if where.posix:
+        from ipctool_plugins.msgq.posix import limits
+
+        return limits()["msgsize_default"]
+    from ipctool_plugins.msgq.sysv import msgmax
+
+    return msgmax()
+
+
+def message_meta(where: Where, mtype: int | None, priority: int | None, sending: bool) -> int:
+    """SysV message type or POSIX priority: the number each message carries."""
+    if where.posix:
+        if mtype is not None:
+            raise UsageError(where.name, "--type is for SysV queues; POSIX queues use --priority")
+        return priority or 0
+    if priority is not None:
+        raise UsageError(None, "--priority is for POSIX queues; SysV queues use --type")
+    if sending and mtype is not None and mtype < 1:
+        raise UsageError(None, "a SysV message type to send is 1 or more")
+    return mtype if mtype is not None else (1 if sending else 0)
+
+
+def open_for_send(where: Where, mode: int, whole: bytes | None):
+    """Open or create the queue; a whole message too large for it creates nothing."""
+    try:
+        queue = open_queue(where, write=True)
+    except NotFound as exc:
+        if where.queue_id is not None:
+            raise
+        limit = new_queue_limit(where)
+        if whole is not None and len(whole) > limit:
+            raise TooLarge(
+                exc.obj,
+                f"a {len(whole)}-byte message is over the {limit}-byte limit of a new queue; "
+                "--stream splits any size, --lines/--null send one message per record",
+            ) from None
+        queue = open_queue(where, create=True, mode=mode, write=True)
+    if whole is not None:
+        queue.check_size(len(whole))
+    return queue
+
+
+MessageType = Annotated[
+    int | None,
+    typer.Option(
+        "--type", "-t", metavar="N", help="SysV message type (send: 1 or more, default 1)."
+    ),
+]
+Priority = Annotated[
+    int | None,
+    typer.Option(
+        "--priority",
+        "-p",
+        metavar="N",
+        min=0,
+        max=32767,
+        help="POSIX message priority (default 0).",
+    ),
+]
+
+
+@app.command()
+def send(
+    target: Target = None,
+    queue_id: QueueId = None,
+    mtype: MessageType = None,
+    priority: Priority = None,
+    lines: Lines = False,
+    null: Null = False,
+    stream: Stream = False,
+    data: Data = None,
+    cstring: Annotated[
+        bool, typer.Option("--cstring", help="End each message with a NUL, for C's %s.")
+    ] = False,
+    mode: Mode = DEFAULT_MODE,
+    nowait: Nowait = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Send stdin to a queue (created if needed): one message, or one per line/record.
+
+    \b
+    Examples:
+      echo hi | ipctool msgq send 12345
+      printf 'a\\nb\\n' | ipctool msgq send 0x3039 --lines --type 7
+      ipctool msgq send /jobs --data 'run 42' --priority 5
+      tar c dir | ipctool msgq send 12345 --stream
+    """
+    framing = framing_from_flags(lines, null, stream)
+    where = resolve(target, queue_id)
+    meta = message_meta(where, mtype, priority, sending=True)
+    payload = None if data is None else data.encode()
+    terminator = b"\0" if cstring and framing is not Framing.STREAM else b""
+    whole = None
+    if framing is Framing.WHOLE:
+        whole = next(stdin_records(framing, payload, 0)) + terminator
+    queue = open_for_send(where, mode, whole)
+    put = queue.put
+    if whole is not None:
+        put(whole, meta, nowait, timeout)
+        return
+    for record in stdin_records(framing, payload, queue.message_limit):
+        put(record + terminator if terminator else record, meta, nowait, timeout)
+    if framing is Framing.STREAM:
+        put(b"", meta, nowait, timeout)  # the end marker
+
+
+@app.command()
+def recv(
+    target: Target = None,
+    queue_id: QueueId = None,
+    mtype: Annotated[
+        int | None,
+        typer.Option(
+            "--type",
+            "-t",
+            metavar="N",
+            help="SysV: 0 any (default), N>0 that type, N<0 lowest type up to |N|.",
+        ),
+    ] = None,
+    lines: Lines = False,
+    null: Null = False,
+    stream: Stream = False,
+    count: Count = 1,
+    follow: Follow = False,
+    nowait: Nowait = False,
+    timeout: TimeoutOption = None,
+    as_json: Json = False,
+    cstring: CString = False,
+) -> None:
+    """Receive messages to stdout: one by default, --count N, or --follow.
+
+    POSIX queues give the highest priority first. --follow --nowait drains the
+    queue and exits 0 when it is empty.
+
+    \b
+    Examples:
+      ipctool msgq recv 12345
+      ipctool msgq recv 12345 --type 1234 --cstring   # from a C program's struct
+      ipctool msgq recv /jobs --follow --json
+      ipctool msgq recv 12345 --stream > copy.tar
+    """
+    framing = framing_from_flags(lines, null, stream)
+    where = resolve(target, queue_id)
+    selector = message_meta(where, mtype, None, sending=False)
+    if framing is Framing.STREAM and (follow or as_json or count != 1):
+        raise UsageError(None, "--stream receives one whole stream; drop --count/--follow/--json")
+    queue = open_queue(where, write=False)
+    writer = RecordWriter(framing, cstring)
+    if framing is Framing.STREAM:
+        receive_stream(queue, selector, nowait, timeout, writer)
+        return
+    meta_key = "priority" if where.posix else "type"
+    remaining = -1 if follow else count
+    poll, write = queue.poll, writer.write
+    while remaining:
+        message = poll(selector)
+        if message is None:
+            writer.flush()  # show what came so far before waiting
+            try:
+                message = queue.wait(selector, nowait, timeout)
+            except (Timeout, WouldBlock):
+                if follow:
+                    break  # --follow ends quietly when idle for --timeout, or drained
+                raise
+        if as_json:
+            body = message[0].split(b"\0", 1)[0] if cstring else message[0]
+            writer.write_raw(json_line({meta_key: message[1], **data_fields(body)}))
+        else:
+            write(message[0])
+        remaining -= 1
+    writer.flush()
+
+
+def receive_stream(
+    queue: Any, selector: int, nowait: bool, timeout: float | None, writer: RecordWriter
+) -> None:
+    """Write stream pieces back to back until the empty end marker."""
+    while True:
+        message = queue.poll(selector)
+        if message is None:
+            writer.flush()
+            message = queue.wait(selector, nowait, timeout)
+        if not message[0]:
+            break
+        writer.write_raw(message[0])
+    writer.flush()
+
+
+def all_records() -> list[dict[str, Any]]:
+    from ipctool_plugins.msgq import posix, sysv
+
+    found = sysv.records()
+    posix_found = posix.records()
+    if posix_found is None:
+        import sys
+
+        sys.stderr.write(
+            "ipctool: msgq: POSIX queues not listed: no mqueue filesystem is mounted "
+            f"({posix.MOUNT_HINT})\n"
+        )
+    return found + (posix_found or [])
+
+
+def record_for(where: Where) -> dict[str, Any]:
+    if where.posix:
+        from ipctool_plugins.msgq.posix import record_for_name
+
+        return record_for_name(where.name)
+    from ipctool_plugins.msgq import sysv
+
+    if where.queue_id is not None:
+        return sysv.record_for_id(where.queue_id)
+    return sysv.record_for_key(where.key)
+
+
+def pid_cell(pid: int | None, alive: bool | None) -> str:
+    if not pid:
+        return "-"
+    return f"{pid}" + ("" if alive else " (gone)")
+
+
+TABLE_COLUMNS = [
+    "target",
+    "kind",
+    "id",
+    "owner",
+    "mode",
+    "msgs",
+    "bytes",
+    "max bytes",
+    "last send",
+    "last recv",
+    "open by",
+    "changed",
+]
+
+
+def table_row(r: dict[str, Any]) -> list[Any]:
+    return [
+        r["target"],
+        r["kind"],
+        r["id"],
+        r["owner"],
+        r["mode"],
+        r["messages"],
+        r["bytes"],
+        r["max_bytes"],
+        pid_cell(r["last_send_pid"], r["last_send_alive"]),
+        pid_cell(r["last_recv_pid"], r["last_recv_alive"]),
+        " ".join(map(str, r["holders"])) or "-",
+        r["change_time"],
+    ]
+
+
+@app.command()
+def inspect(
+    target: Target = None,
+    queue_id: QueueId = None,
+    show_limits: Annotated[
+        bool, typer.Option("--limits", help="Kernel limits: msgmax, msgmnb, mqueue msg_max...")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Show every queue, one queue, or the kernel's limits.
+
+    Without a target: all SysV queues (from /proc/sysvipc/msg) and POSIX queues
+    (from the mqueue filesystem, mounted at /dev/mqueue if needed and allowed).
+
+    \b
+    Examples:
+      ipctool msgq inspect
+      ipctool msgq inspect 12345 --json
+      ipctool msgq inspect --limits
+    """
+    if show_limits:
+        from ipctool_plugins.msgq import posix, sysv
+
+        values = {"sysv": sysv.limits(), "posix": posix.limits()}
+        if as_json:
+            print_json(values)
+        else:
+            rows = [(kind, k, v) for kind, group in values.items() for k, v in group.items()]
+            print_table("msgq limits", ["kind", "limit", "value"], rows)
+        return
+    if target is not None or queue_id is not None:
+        record = record_for(resolve(target, queue_id))
+        if as_json:
+            print_json(record)
+        else:
+            print_table(f"msgq {record['target']}", ["field", "value"], record.items())
+        return
+    records = all_records()
+    if as_json:
+        print_json(records)
+    else:
+        print_table("msgq queues", TABLE_COLUMNS, map(table_row, records))
+
+
+def refusal(record: dict[str, Any]) -> str | None:
+    """Why clean leaves this queue alone without --force, or None."""
+    import os
+
+    users = backend(record["kind"] == "posix").in_use_by(record)
+    if users:
+        return "in use by pid " + ", ".join(map(str, users))
+    if record["uid"] != os.geteuid():
+        return f"owned by {record['owner']}"
+    return None
+
+
+def describe(record: dict[str, Any]) -> str:
+    ident = f" (id {record['id']})" if record["id"] is not None else ""
+    count = record["messages"]
+    messages = "" if count is None else f", {count} message{'s' * (count != 1)}"
+    return f"{record['kind']} queue {record['target']}{ident}{messages}"
+
+
+@app.command()
+def clean(
+    target: Target = None,
+    queue_id: QueueId = None,
+    stale: Stale = False,
+    older_than: OlderThan = 86400.0,
+    force: Force = False,
+    dry_run: DryRun = False,
+    as_json: Json = False,
+) -> None:
+    """Remove one queue, or every stale queue with --stale.
+
+    Stale: idle (no send, receive or change) for longer than --older-than
+    (default 1d), with no live process among its last sender and receiver
+    (SysV) or holding it open (POSIX). Queues in use or owned by another user
+    are left alone unless --force.
+
+    \b
+    Examples:
+      ipctool msgq clean 12345
+      ipctool msgq clean --stale --older-than 2h --dry-run
+      ipctool msgq clean --id 3 --force --json
+    """
+    if stale == (target is not None or queue_id is not None):
+        raise UsageError(None, "name one queue (KEY, /NAME, --id ID) or use --stale")
+    if stale:
+        candidates = [r for r in all_records() if r["idle_seconds"] > older_than]
+    else:
+        candidates = [record_for(resolve(target, queue_id))]
+    results = []
+    for record in candidates:
+        reason = None if force else refusal(record)
+        if reason and not stale:
+            raise Refused(record["target"], f"{reason}; --force removes it anyway")
+        if reason:
+            action = "skipped"
+        elif dry_run:
+            action = "would remove"
+        else:
+            backend(record["kind"] == "posix").remove(record)
+            action = "removed"
+        results.append(
+            {
+                "target": record["target"],
+                "kind": record["kind"],
+                "id": record["id"],
+                "action": action,
+                "reason": reason,
+                "messages": record["messages"],
+            }
+        )
+        if not as_json:
+            suffix = f": {reason} (--force removes it)" if reason else ""
+            print(f"{action} {describe(record)}{suffix}")
+    if as_json:
+        print_json(results)

@@ -1,0 +1,220 @@
+"""POSIX message queues through posix_ipc (imported only by the verbs that use them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+import posix_ipc
+
+from ipctool.api import (
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+    WouldBlock,
+    idle_seconds,
+    iso_time,
+    pids_holding,
+    read_sysctl,
+    user_name,
+    wait_for,
+)
+
+SYSCTL = "/proc/sys/fs/mqueue/"
+MOUNT_POINT = "/dev/mqueue"
+MOUNT_HINT = "as root: mkdir -p /dev/mqueue && mount -t mqueue none /dev/mqueue"
+
+
+def limits() -> dict[str, int]:
+    return {
+        name: read_sysctl(SYSCTL + name, default)
+        for name, default in (
+            ("msg_max", 10),
+            ("msgsize_max", 8192),
+            ("queues_max", 256),
+            ("msg_default", 10),
+            ("msgsize_default", 8192),
+        )
+    }
+
+
+def mqueue_mount(mount: bool = True) -> str | None:
+    """Where the mqueue filesystem is mounted; mounts it at /dev/mqueue when allowed."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "mqueue":
+                return fields[1]
+    if not mount or os.geteuid() != 0:
+        return None
+    os.makedirs(MOUNT_POINT, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "mqueue", "mqueue", MOUNT_POINT], capture_output=True, check=False
+    )
+    return MOUNT_POINT if done.returncode == 0 else None
+
+
+def _errors(name: str, exc: Exception) -> Exception:
+    if isinstance(exc, posix_ipc.ExistentialError):
+        return NotFound(name, "no such queue")
+    if isinstance(exc, posix_ipc.PermissionsError):
+        return PermissionDenied(name, "permission denied")
+    return exc
+
+
+class PosixQueue:
+    kind = "posix"
+
+    def __init__(
+        self, name: str, *, create: bool = False, mode: int = 0o600, write: bool = True
+    ) -> None:
+        self.name = self.label = name
+        defaults = limits()
+        try:
+            self.queue = posix_ipc.MessageQueue(
+                name,
+                posix_ipc.O_CREAT if create else 0,
+                mode,
+                max_messages=defaults["msg_default"],
+                max_message_size=defaults["msgsize_default"],
+                read=not write,
+                write=write,
+            )
+        except (posix_ipc.ExistentialError, posix_ipc.PermissionsError) as exc:
+            raise _errors(name, exc) from None
+        self.message_limit = self.queue.max_message_size
+
+    def close(self) -> None:
+        self.queue.close()
+
+    def check_size(self, size: int) -> None:
+        if size > self.message_limit:
+            raise TooLarge(
+                self.label,
+                f"a {size}-byte message is over the queue's {self.message_limit}-byte limit; "
+                "--stream splits any size, --lines/--null send one message per record",
+            )
+
+    def put(self, data: bytes, priority: int, nowait: bool, timeout: float | None) -> None:
+        try:
+            self.queue.send(data, 0, priority)
+        except posix_ipc.BusyError:
+            if nowait:
+                raise WouldBlock(self.label, "queue is full") from None
+            wait_for(
+                lambda: self.queue.send(data, None, priority),
+                timeout=timeout,
+                obj=self.label,
+                signaled=posix_ipc.SignalError,
+            )
+        except ValueError:
+            self.check_size(len(data))
+            raise
+
+    def poll(self, _selector: int = 0) -> tuple[bytes, int] | None:
+        try:
+            return self.queue.receive(0)
+        except posix_ipc.BusyError:
+            return None
+
+    def wait(self, _selector: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
+        message = self.poll()
+        if message is not None:
+            return message
+        if nowait:
+            raise WouldBlock(self.label, "no message")
+        return wait_for(
+            lambda: self.queue.receive(None),
+            timeout=timeout,
+            obj=self.label,
+            signaled=posix_ipc.SignalError,
+            watch_stdout=True,
+        )
+
+
+def _record(name: str, st: os.stat_result, queue: Any | None) -> dict[str, Any]:
+    holders = sorted(set(pids_holding(st.st_dev, st.st_ino)) - {os.getpid()})
+    return {
+        "target": name,
+        "kind": "posix",
+        "key": None,
+        "id": None,
+        "name": name,
+        "owner": user_name(st.st_uid),
+        "uid": st.st_uid,
+        "mode": f"{st.st_mode & 0o777:04o}",
+        "messages": queue.current_messages if queue else None,
+        "bytes": _queue_size(name),
+        "max_bytes": queue.max_messages * queue.max_message_size if queue else None,
+        "max_message": queue.max_message_size if queue else None,
+        "max_messages": queue.max_messages if queue else None,
+        "last_send_pid": None,
+        "last_send_alive": None,
+        "last_recv_pid": None,
+        "last_recv_alive": None,
+        "holders": holders,
+        "send_time": None,
+        "recv_time": None,
+        "change_time": iso_time(st.st_mtime),
+        "idle_seconds": idle_seconds(st.st_mtime),
+        "creator": user_name(st.st_uid),
+        "creator_uid": st.st_uid,
+    }
+
+
+def _queue_size(name: str) -> int | None:
+    """QSIZE from the mqueue filesystem: bytes of messages waiting."""
+    mount = mqueue_mount(mount=False)
+    if not mount:
+        return None
+    try:
+        with open(os.path.join(mount, name.lstrip("/"))) as f:
+            fields = dict(item.split(":", 1) for item in f.read().split())
+        return int(fields["QSIZE"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def record_for_name(name: str) -> dict[str, Any]:
+    try:
+        queue = posix_ipc.MessageQueue(name, 0, read=True, write=False)
+    except posix_ipc.ExistentialError:
+        raise NotFound(name, "no such queue") from None
+    except posix_ipc.PermissionsError:
+        queue = None
+    if queue is None:  # not readable: what the mqueue filesystem shows
+        mount = mqueue_mount()
+        if not mount:
+            raise PermissionDenied(name, "permission denied")
+        return _record(name, os.stat(os.path.join(mount, name[1:])), None)
+    try:
+        return _record(name, os.fstat(queue.mqd), queue)
+    finally:
+        queue.close()
+
+
+def records() -> list[dict[str, Any]] | None:
+    """Every queue, or None when no mqueue filesystem is mounted or mountable."""
+    mount = mqueue_mount()
+    if mount is None:
+        return None
+    found = []
+    for entry in sorted(os.listdir(mount)):
+        try:
+            found.append(record_for_name("/" + entry))
+        except (NotFound, PermissionDenied):
+            continue
+    return found
+
+
+def in_use_by(record: dict[str, Any]) -> list[int]:
+    """Processes that have the queue open (descriptors in /proc/*/fd)."""
+    return record["holders"]
+
+
+def remove(record: dict[str, Any]) -> None:
+    try:
+        posix_ipc.unlink_message_queue(record["name"])
+    except (posix_ipc.ExistentialError, posix_ipc.PermissionsError) as exc:
+        raise _errors(record["name"], exc) from None

@@ -1,0 +1,207 @@
+"""SysV message queues through sysv_ipc (imported only by the verbs that use them)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import sysv_ipc
+
+from ipctool.api import (
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+    UsageError,
+    WouldBlock,
+    format_key,
+    idle_seconds,
+    iso_time,
+    pid_alive,
+    read_sysctl,
+    read_table,
+    signed_key,
+    user_name,
+    wait_for,
+)
+
+PROC_TABLE = "/proc/sysvipc/msg"
+MSGMAX = "/proc/sys/kernel/msgmax"
+
+
+def msgmax() -> int:
+    return read_sysctl(MSGMAX, 8192)
+
+
+def limits() -> dict[str, int]:
+    return {
+        "msgmax": msgmax(),
+        "msgmnb": read_sysctl("/proc/sys/kernel/msgmnb", 16384),
+        "msgmni": read_sysctl("/proc/sys/kernel/msgmni", 32000),
+    }
+
+
+def _rows() -> list[dict[str, str]]:
+    return list(read_table(PROC_TABLE))
+
+
+def find_by_id(queue_id: int) -> dict[str, str]:
+    for row in _rows():
+        if int(row["msqid"]) == queue_id:
+            return row
+    raise NotFound(f"id {queue_id}", "no such queue")
+
+
+class SysvQueue:
+    kind = "sysv"
+
+    def __init__(self, key: int, *, create: bool = False, mode: int = 0o600) -> None:
+        self.key = key
+        self.label = format_key(key)
+        flags = sysv_ipc.IPC_CREAT if create else 0
+        try:
+            # The receive buffer is sized to the system's largest message, so a
+            # message is never cut short (sysv_ipc's default is 2048 bytes).
+            self.queue = sysv_ipc.MessageQueue(
+                signed_key(key), flags, mode, max_message_size=msgmax()
+            )
+        except sysv_ipc.ExistentialError:
+            raise NotFound(self.label, "no such queue") from None
+        except sysv_ipc.PermissionsError:
+            raise PermissionDenied(self.label, "permission denied") from None
+        self.message_limit = min(msgmax(), self._max_bytes())
+
+    @classmethod
+    def by_id(cls, queue_id: int) -> SysvQueue:
+        key = int(find_by_id(queue_id)["key"]) & 0xFFFFFFFF
+        if key == 0:
+            raise UsageError(
+                f"id {queue_id}",
+                "a private queue (key 0) can be inspected and cleaned by id, not used",
+            )
+        return cls(key)
+
+    def _max_bytes(self) -> int:
+        try:
+            return self.queue.max_size
+        except sysv_ipc.PermissionsError:
+            raise PermissionDenied(self.label, "permission denied") from None
+
+    def check_size(self, size: int) -> None:
+        if size > self.message_limit:
+            raise TooLarge(
+                self.label,
+                f"a {size}-byte message is over the queue's {self.message_limit}-byte limit; "
+                "--stream splits any size, --lines/--null send one message per record",
+            )
+
+    def put(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
+        try:
+            self.queue.send(data, False, mtype)
+        except sysv_ipc.BusyError:
+            if nowait:
+                raise WouldBlock(self.label, "queue is full") from None
+            wait_for(
+                lambda: self.queue.send(data, True, mtype),
+                timeout=timeout,
+                obj=self.label,
+                signaled=sysv_ipc.Error,
+            )
+        except sysv_ipc.PermissionsError:
+            raise PermissionDenied(self.label, "permission denied") from None
+        except ValueError:
+            self.check_size(len(data))
+            raise
+
+    def poll(self, mtype: int) -> tuple[bytes, int] | None:
+        """One message if one is there now, else None."""
+        try:
+            return self.queue.receive(False, mtype)
+        except sysv_ipc.BusyError:
+            return None
+        except sysv_ipc.PermissionsError:
+            raise PermissionDenied(self.label, "permission denied") from None
+        except sysv_ipc.ExistentialError:
+            raise NotFound(self.label, "queue was removed") from None
+
+    def wait(self, mtype: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
+        message = self.poll(mtype)
+        if message is not None:
+            return message
+        if nowait:
+            raise WouldBlock(self.label, "no message")
+        try:
+            return wait_for(
+                lambda: self.queue.receive(True, mtype),
+                timeout=timeout,
+                obj=self.label,
+                signaled=sysv_ipc.Error,
+                watch_stdout=True,
+            )
+        except sysv_ipc.ExistentialError:
+            raise NotFound(self.label, "queue was removed") from None
+
+
+def _record(row: dict[str, str]) -> dict[str, Any]:
+    key = int(row["key"]) & 0xFFFFFFFF
+    uid, cuid = int(row["uid"]), int(row["cuid"])
+    lspid, lrpid = int(row["lspid"]), int(row["lrpid"])
+    max_bytes = None
+    if key:
+        with contextlib.suppress(sysv_ipc.Error):  # unreadable to us: the kernel won't say
+            max_bytes = sysv_ipc.MessageQueue(signed_key(key)).max_size
+    return {
+        "target": format_key(key) if key else f"--id {row['msqid']}",
+        "kind": "sysv",
+        "key": key,
+        "id": int(row["msqid"]),
+        "name": None,
+        "owner": user_name(uid),
+        "uid": uid,
+        "mode": f"{int(row['perms'], 8) & 0o777:04o}",
+        "messages": int(row["qnum"]),
+        "bytes": int(row["cbytes"]),
+        "max_bytes": max_bytes,
+        "max_message": msgmax(),
+        "last_send_pid": lspid or None,
+        "last_send_alive": pid_alive(lspid),
+        "last_recv_pid": lrpid or None,
+        "last_recv_alive": pid_alive(lrpid),
+        "holders": [],
+        "send_time": iso_time(int(row["stime"])),
+        "recv_time": iso_time(int(row["rtime"])),
+        "change_time": iso_time(int(row["ctime"])),
+        "idle_seconds": idle_seconds(int(row["stime"]), int(row["rtime"]), int(row["ctime"])),
+        "creator": user_name(cuid),
+        "creator_uid": cuid,
+    }
+
+
+def records() -> list[dict[str, Any]]:
+    return [_record(row) for row in _rows()]
+
+
+def record_for_key(key: int) -> dict[str, Any]:
+    for row in _rows():
+        if int(row["key"]) & 0xFFFFFFFF == key:
+            return _record(row)
+    raise NotFound(format_key(key), "no such queue")
+
+
+def record_for_id(queue_id: int) -> dict[str, Any]:
+    return _record(find_by_id(queue_id))
+
+
+def in_use_by(record: dict[str, Any]) -> list[int]:
+    """Live processes that last sent to or received from the queue (not ourselves)."""
+    pids = {record["last_send_pid"], record["last_recv_pid"]} - {None, os.getpid()}
+    return sorted(pid for pid in pids if pid_alive(pid))
+
+
+def remove(record: dict[str, Any]) -> None:
+    try:
+        sysv_ipc.remove_message_queue(record["id"])
+    except sysv_ipc.ExistentialError:
+        raise NotFound(record["target"], "no such queue") from None
+    except sysv_ipc.PermissionsError:
+        raise PermissionDenied(record["target"], "permission denied") from None
