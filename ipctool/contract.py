@@ -48,3 +48,6 @@ class ContractCase:
     recv_first: bool = False
     send_args: Sequence[str] = field(default_factory=tuple)
     recv_args: Sequence[str] = field(default_factory=tuple)
+
+    def __str__(self) -> str:
+        return f"{self.mechanism}-{self.label}"

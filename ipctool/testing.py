@@ -1,0 +1,132 @@
+"""Test kit for plugin authors: run ipctool for real, and check the shared contract.
+
+    from ipctool.testing import check_contract, contract_cases, run
+
+    @pytest.mark.parametrize("case", contract_cases(), ids=str)
+    def test_contract(case):
+        check_contract(case)
+
+Every check runs ipctool as a subprocess, as a user's shell would, and every
+object a check creates is removed through `case.remove` even when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ipctool.contract import VERBS, ContractCase
+from ipctool.registry import Registry, build_registry
+
+PAYLOAD = b"contract \x00\xff\xfe bytes\nand a second line\n"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def err(self) -> str:
+        return self.stderr.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ipctool", *args]
+
+
+def run(
+    *args: str, input: bytes = b"", timeout: float = 30, env: dict[str, str] | None = None
+) -> Result:
+    """Run `ipctool ARGS` with stdin `input`; return exit code and both outputs."""
+    done = subprocess.run(
+        command(*args), input=input, capture_output=True, timeout=timeout, env=env, check=False
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def contract_cases(registry: Registry | None = None) -> list[ContractCase]:
+    """The contract cases of every registered plugin."""
+    registry = registry or build_registry()
+    return [c for found in registry.manager.hook.ipctool_contract_cases() for c in found]
+
+
+def mechanisms_without_cases(registry: Registry | None = None) -> list[str]:
+    registry = registry or build_registry()
+    covered = {case.mechanism for case in contract_cases(registry)}
+    return sorted(set(registry.mechanisms) - covered)
+
+
+def assert_one_line_error(result: Result, mechanism: str, code: int) -> None:
+    assert result.code == code, f"exit {result.code}, wanted {code}: {result.err}"
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, f"wanted one error line, got: {result.err!r}"
+    assert lines[0].startswith(f"ipctool: {mechanism}"), lines[0]
+    assert "Traceback" not in result.err
+
+
+def round_trip(case: ContractCase, target: str, payload: bytes = PAYLOAD) -> bytes:
+    """send then recv (or recv first, for listeners); returns what recv printed."""
+    send_args = ["send", target, *case.send_args]
+    recv_args = [case.mechanism, "recv", target, *case.recv_args, "--timeout", "10"]
+    if not case.recv_first:
+        sent = run(case.mechanism, *send_args, input=payload)
+        assert sent.code == 0, sent.err
+        got = run(*recv_args)
+        assert got.code == 0, got.err
+        return got.stdout
+    receiver = subprocess.Popen(command(*recv_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # the receiver may not be listening yet
+            sent = run(case.mechanism, *send_args, input=payload)
+            if sent.code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert sent.code == 0, sent.err
+        out, err = receiver.communicate(timeout=10)
+        assert receiver.returncode == 0, err
+        return out
+    finally:
+        receiver.kill()
+        receiver.wait()
+
+
+def find_record(records: Sequence[dict[str, Any]], target: str) -> dict[str, Any] | None:
+    return next((r for r in records if r.get("target") == target), None)
+
+
+def check_contract(case: ContractCase) -> None:
+    """Round trip, inspect sees the object, clean removes it, a bad target is a usage error."""
+    mech = case.mechanism
+    target = case.new_target()
+    try:
+        assert round_trip(case, target) == PAYLOAD
+        if not case.recv_first:  # an object that outlives its peers: inspect and clean it
+            assert run(mech, "send", target, *case.send_args, input=b"x").code == 0
+            one = run(mech, "inspect", target, "--json")
+            assert one.code == 0, one.err
+            canonical = one.json()["target"]
+            listed = run(mech, "inspect", "--json")
+            assert listed.code == 0, listed.err
+            assert find_record(listed.json(), canonical), f"{canonical} not in inspect --json"
+            assert run(mech, "clean", target, "--dry-run").code == 0
+            assert run(mech, "inspect", target, "--json").code == 0, "--dry-run removed it"
+            cleaned = run(mech, "clean", target)
+            assert cleaned.code == 0, cleaned.err
+            assert run(mech, "inspect", target, "--json").code == 3
+        bad = run(mech, "send", case.bad_target, input=b"x")
+        assert_one_line_error(bad, mech, 2)
+        for verb in VERBS:
+            assert run(mech, verb, "--help").code == 0, f"{mech} {verb} --help"
+    finally:
+        case.remove(target)

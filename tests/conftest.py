@@ -1,0 +1,100 @@
+"""Shared fixtures: unique kernel objects that are removed even when a test fails,
+C peers compiled from tests/peers, and a leak check over the whole run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ipctool.testing import Result, run
+from ipctool_plugins.msgq.testing import (
+    TEST_KEY_BASE,
+    TEST_NAME_PREFIX,
+    remove_posix,
+    remove_sysv,
+    unique_key,
+    unique_name,
+)
+
+PEERS = Path(__file__).parent / "peers"
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.fixture
+def sysv_key() -> Iterator[str]:
+    """A SysV key (as 0x-hex) no other test uses; its queue is removed afterwards."""
+    key = hex(unique_key())
+    yield key
+    remove_sysv(key)
+
+
+@pytest.fixture
+def posix_name() -> Iterator[str]:
+    name = unique_name()
+    yield name
+    remove_posix(name)
+
+
+@pytest.fixture(scope="session")
+def compile_peer(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """compile_peer("msgq_sender.c", IPCTOOL_TEST_KEY="0x...") -> path of the binary."""
+    if not shutil.which("gcc"):
+        pytest.fail("gcc is needed for the C peers (.ci/run installs it)")
+    out = tmp_path_factory.mktemp("peers")
+
+    def build(source: str, **defines: str) -> Path:
+        binary = out / (source.removesuffix(".c") + "".join(f"-{v}" for v in defines.values()))
+        flags = [f"-D{k}={v}" for k, v in defines.items()]
+        subprocess.run(["gcc", "-O2", *flags, "-o", str(binary), str(PEERS / source)], check=True)
+        return binary
+
+    return build
+
+
+def run_as_nobody(*args: str, input: bytes = b"") -> Result:
+    """ipctool as the unprivileged user nobody (for permission cases)."""
+    import sys
+
+    done = subprocess.run(
+        [*NOBODY, sys.executable, "-m", "ipctool", *args],
+        input=input,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def sysv_keys_present() -> set[int]:
+    with open("/proc/sysvipc/msg") as f:
+        next(f)
+        return {int(line.split()[0]) & 0xFFFFFFFF for line in f}
+
+
+def leaked_objects() -> list[str]:
+    keys = [k for k in sysv_keys_present() if k & 0xFF000000 == TEST_KEY_BASE]
+    names = []
+    if os.path.isdir("/dev/mqueue"):
+        prefix = TEST_NAME_PREFIX.lstrip("/")
+        names = ["/" + n for n in os.listdir("/dev/mqueue") if n.startswith(prefix)]
+    return [hex(k) for k in keys] + names
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any test left a queue behind (then remove it)."""
+    if hasattr(session.config, "workerinput"):
+        return  # with xdist, the controller checks once all workers are done
+    leaks = leaked_objects()
+    for obj in leaks:
+        (remove_posix if obj.startswith("/") else remove_sysv)(obj)
+    if leaks:
+        print(f"\nleaked IPC objects (now removed): {leaks}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+__all__ = ["run", "run_as_nobody"]

@@ -1,0 +1,349 @@
+"""msgq against real kernel queues, real C peers and util-linux."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import sysv_ipc
+from conftest import run_as_nobody, sysv_keys_present
+
+from ipctool.testing import assert_one_line_error, command, run
+
+
+def ipcs_row(key: str) -> list[str] | None:
+    out = subprocess.run(["ipcs", "-q"], capture_output=True, text=True, check=True).stdout
+    want = f"0x{int(key, 0):08x}"
+    return next((line.split() for line in out.splitlines() if line.startswith(want)), None)
+
+
+# --- real peers ---------------------------------------------------------------
+
+
+def test_c_sender_to_ipctool(compile_peer, sysv_key: str) -> None:
+    sender = compile_peer("msgq_sender.c", IPCTOOL_TEST_KEY=sysv_key)
+    subprocess.run([sender], check=True)
+    # The C program sends its whole 88-byte struct: the text, a NUL, padding.
+    raw = run("msgq", "recv", sysv_key, "--type", "1234")
+    assert raw.code == 0 and len(raw.stdout) == 88
+    assert raw.stdout.startswith(b"Hello message\n\0")
+    subprocess.run([sender], check=True)
+    text = run("msgq", "recv", sysv_key, "--type", "1234", "--cstring")
+    assert (text.code, text.stdout) == (0, b"Hello message\n")
+
+
+def test_ipctool_to_c_receiver(compile_peer, sysv_key: str) -> None:
+    receiver = compile_peer("msgq_receiver.c", IPCTOOL_TEST_KEY=sysv_key)
+    sent = run("msgq", "send", sysv_key, "--type", "1234", "--cstring", input=b"from ipctool\n")
+    assert sent.code == 0, sent.err
+    out = subprocess.run([receiver], capture_output=True, check=True).stdout
+    assert out == b"Message type 1234: from ipctool\n"
+    assert ipcs_row(sysv_key) is None  # the C receiver removes its mailbox
+
+
+def test_ipcs_shows_queue_with_mode_0600(sysv_key: str) -> None:
+    for word in (b"one", b"two"):
+        assert run("msgq", "send", sysv_key, input=word).code == 0
+    row = ipcs_row(sysv_key)
+    assert row is not None, "ipcs -q does not list the queue"
+    key, _id, _owner, perms, used, messages = row
+    assert (perms, used, messages) == ("600", "6", "2")
+
+
+def test_mode_option(sysv_key: str) -> None:
+    assert run("msgq", "send", sysv_key, "--mode", "0640", input=b"x").code == 0
+    assert ipcs_row(sysv_key)[3] == "640"
+
+
+def test_ipcmk_queue_is_inspected_and_cleaned() -> None:
+    made = subprocess.run(["ipcmk", "-Q"], capture_output=True, text=True, check=True).stdout
+    queue_id = made.split()[-1]
+    try:
+        listed = run("msgq", "inspect", "--json")
+        assert listed.code == 0, listed.err
+        record = next(r for r in listed.json() if r["id"] == int(queue_id))
+        assert record["kind"] == "sysv" and record["mode"] == "0644"
+        cleaned = run("msgq", "clean", "--id", queue_id)
+        assert cleaned.code == 0, cleaned.err
+        ipcs = subprocess.run(["ipcs", "-q"], capture_output=True, text=True, check=True)
+        assert queue_id not in [line.split()[1] for line in ipcs.stdout.splitlines()[3:] if line]
+    finally:
+        subprocess.run(["ipcrm", "-q", queue_id], capture_output=True)
+
+
+# --- types, priorities, framing ----------------------------------------------
+
+
+def test_sysv_types_select_as_msgrcv_does(sysv_key: str) -> None:
+    for mtype in ("5", "3", "7"):
+        assert run("msgq", "send", sysv_key, "--type", mtype, "--data", f"t{mtype}").code == 0
+    assert run("msgq", "recv", sysv_key, "--type", "7").stdout == b"t7"
+    assert run("msgq", "recv", sysv_key, "--type", "-6").stdout == b"t3"  # lowest <= 6
+    assert run("msgq", "recv", sysv_key).stdout == b"t5"
+
+
+def test_posix_priorities_highest_first(posix_name: str) -> None:
+    for prio in ("1", "9", "5"):
+        assert run("msgq", "send", posix_name, "--priority", prio, "--data", prio).code == 0
+    got = run("msgq", "recv", posix_name, "--count", "3", "--lines")
+    assert got.stdout == b"9\n5\n1\n"
+
+
+def test_lines_and_null_round_trip(sysv_key: str, posix_name: str) -> None:
+    for target in (sysv_key, posix_name):
+        assert run("msgq", "send", target, "--lines", input=b"a\n\nb c\n").code == 0
+        assert run("msgq", "recv", target, "--lines", "--count", "3").stdout == b"a\n\nb c\n"
+        assert run("msgq", "send", target, "--null", input=b"x\0y\n\0").code == 0
+        assert run("msgq", "recv", target, "--null", "--count", "2").stdout == b"x\0y\n\0"
+
+
+def stream_through(target: str, data: bytes, tmp_path) -> bytes:  # noqa: ANN001
+    """Stream mode with sender and receiver running at once (queues hold 16 KiB).
+
+    The receiver writes to a file: a pipe nobody reads yet would stall it."""
+    received = tmp_path / "received"
+    with open(received, "wb") as out:
+        receiver = subprocess.Popen(
+            command("msgq", "recv", target, "--stream", "--timeout", "20"),
+            stdout=out,
+            stderr=subprocess.PIPE,
+        )
+        sent = run("msgq", "send", target, "--stream", input=data)
+        _, err = receiver.communicate(timeout=30)
+    assert sent.code == 0, sent.err
+    assert receiver.returncode == 0, err
+    return received.read_bytes()
+
+
+def test_stream_mode_large_binary(sysv_key: str, posix_name: str, tmp_path) -> None:  # noqa: ANN001
+    data = os.urandom(300_000)
+    # The receiver may start first and find no queue yet: create it first.
+    for target in (sysv_key, posix_name):
+        assert run("msgq", "send", target, "--data", "warm-up").code == 0
+        assert run("msgq", "recv", target).stdout == b"warm-up"
+        assert stream_through(target, data, tmp_path) == data
+
+
+def test_whole_message_over_limit_creates_nothing(sysv_key: str, posix_name: str) -> None:
+    for target in (sysv_key, posix_name):
+        result = run("msgq", "send", target, input=b"x" * 9000)
+        assert_one_line_error(result, "msgq", 7)
+        assert "--stream" in result.err
+    assert int(sysv_key, 16) not in sysv_keys_present()
+    assert run("msgq", "inspect", posix_name).code == 3
+
+
+def test_recv_json_text_and_base64(sysv_key: str, posix_name: str) -> None:
+    run("msgq", "send", sysv_key, "--type", "4", "--data", "hé")
+    run("msgq", "send", sysv_key, "--type", "4", input=b"\xff\x00")
+    lines = run("msgq", "recv", sysv_key, "--count", "2", "--json").stdout.splitlines()
+    assert json.loads(lines[0]) == {"type": 4, "size": 3, "encoding": "utf-8", "data": "hé"}
+    assert json.loads(lines[1]) == {"type": 4, "size": 2, "encoding": "base64", "data": "/wA="}
+    run("msgq", "send", posix_name, "--priority", "2", "--data", "p")
+    record = json.loads(run("msgq", "recv", posix_name, "--json").stdout)
+    assert record == {"priority": 2, "size": 1, "encoding": "utf-8", "data": "p"}
+
+
+def test_large_messages_are_never_truncated(sysv_key: str) -> None:
+    data = os.urandom(8192)  # msgmax: four times sysv_ipc's default buffer
+    assert run("msgq", "send", sysv_key, input=data).code == 0
+    assert run("msgq", "recv", sysv_key).stdout == data
+
+
+# --- inspect and clean ---------------------------------------------------------
+
+
+def test_inspect_one_and_limits(sysv_key: str) -> None:
+    run("msgq", "send", sysv_key, "--data", "abc")
+    record = run("msgq", "inspect", sysv_key, "--json").json()
+    assert record["target"] == f"0x{int(sysv_key, 16):08x}"
+    assert (record["messages"], record["bytes"], record["mode"]) == (1, 3, "0600")
+    assert record["last_send_alive"] is False and record["last_send_pid"] > 0
+    limits = run("msgq", "inspect", "--limits", "--json").json()
+    assert set(limits["sysv"]) == {"msgmax", "msgmnb", "msgmni"}
+    assert {"msg_max", "msgsize_max", "queues_max"} <= set(limits["posix"])
+    human = run("msgq", "inspect", sysv_key)
+    assert human.code == 0 and b"0600" in human.stdout
+
+
+def hold_queue(key: str) -> subprocess.Popen:
+    """A live process that sent to the queue and keeps running: the queue is in use."""
+    code = (
+        "import sys, sysv_ipc, time\n"
+        f"q = sysv_ipc.MessageQueue({int(key, 16)}, sysv_ipc.IPC_CREAT, 0o600)\n"
+        "q.send(b'held'); print('ready', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"ready\n"
+    return holder
+
+
+def test_clean_refuses_in_use_without_force(sysv_key: str) -> None:
+    holder = hold_queue(sysv_key)
+    try:
+        refused = run("msgq", "clean", sysv_key)
+        assert_one_line_error(refused, "msgq", 6)
+        assert f"pid {holder.pid}" in refused.err
+        assert ipcs_row(sysv_key) is not None
+        dry = run("msgq", "clean", sysv_key, "--force", "--dry-run", "--json")
+        assert dry.json()[0]["action"] == "would remove" and ipcs_row(sysv_key) is not None
+        assert run("msgq", "clean", sysv_key, "--force").code == 0
+        assert ipcs_row(sysv_key) is None
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_clean_refuses_other_users_queue(sysv_key: str) -> None:
+    run("msgq", "send", sysv_key, "--data", "x")
+    queue = sysv_ipc.MessageQueue(int(sysv_key, 16))
+    queue.uid = 65534  # hand it to nobody
+    refused = run("msgq", "clean", sysv_key)
+    assert_one_line_error(refused, "msgq", 6)
+    assert "owned by nobody" in refused.err
+    assert run("msgq", "clean", sysv_key, "--force").code == 0
+
+
+def in_fresh_ipc_namespace(script: str) -> subprocess.CompletedProcess:
+    """Run shell commands in a new IPC namespace (with its own mqueue mount), so
+    --stale sees only the queues the script makes, never another test's."""
+    ipctool = " ".join(command())
+    body = f"mount -t mqueue none /dev/mqueue && IPCTOOL='{ipctool}' && {script}"
+    return subprocess.run(
+        ["unshare", "--ipc", "--mount", "sh", "-c", body],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_clean_stale_in_private_namespace() -> None:
+    script = """
+      echo a | $IPCTOOL msgq send 0x1001 && echo b | $IPCTOOL msgq send /old &&
+      $IPCTOOL msgq clean --stale --older-than 1h --json > fresh.json &&
+      sleep 2.2 &&
+      $IPCTOOL msgq clean --stale --older-than 1 --dry-run --json &&
+      $IPCTOOL msgq inspect --json | grep -c '"target"' &&
+      $IPCTOOL msgq clean --stale --older-than 1 --json &&
+      $IPCTOOL msgq inspect --json
+    """
+    done = in_fresh_ipc_namespace(script.replace("fresh.json", "/dev/null"))
+    assert done.returncode == 0, done.stderr
+    documents = decode_json_documents(done.stdout)
+    dry, count_line, removed, after = documents
+    assert {(r["target"], r["action"]) for r in dry} == {
+        ("0x00001001", "would remove"),
+        ("/old", "would remove"),
+    }
+    assert count_line == 2  # the dry run removed nothing
+    assert {r["action"] for r in removed} == {"removed"} and len(removed) == 2
+    assert after == []
+
+
+def decode_json_documents(text: str) -> list:
+    decoder, docs, pos = json.JSONDecoder(), [], 0
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        doc, pos = decoder.raw_decode(text, pos)
+        docs.append(doc)
+    return docs
+
+
+# --- bad input: one line, the right code, nothing created ----------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["send", "notakey"],
+        ["send", "-5"],
+        ["send", "0x100000000"],
+        ["send", "0"],
+        ["send", "/"],
+        ["send", "/a/b"],
+        ["send", "0x7e00ffff", "--type", "0"],
+        ["send", "0x7e00ffff", "--bogus"],
+        ["send", "0x7e00ffff", "--lines", "--stream"],
+        ["send", "/x", "--type", "3"],
+        ["recv"],
+        ["frobnicate"],
+    ],
+)
+def test_usage_errors(args: list[str]) -> None:
+    result = run("msgq", *args, input=b"data")
+    assert_one_line_error(result, "msgq", 2)
+    assert 0x7E00FFFF not in sysv_keys_present()
+
+
+def test_recv_missing_queue_is_not_found() -> None:
+    assert_one_line_error(run("msgq", "recv", "0x7e00fffe"), "msgq", 3)
+    assert_one_line_error(run("msgq", "recv", "/ipctool-test-none"), "msgq", 3)
+
+
+def test_permission_denied_for_nobody(sysv_key: str, posix_name: str) -> None:
+    for target in (sysv_key, posix_name):
+        assert run("msgq", "send", target, "--data", "root only").code == 0
+        denied = run_as_nobody("msgq", "recv", target)
+        assert_one_line_error(denied, "msgq", 4)
+        assert run("msgq", "recv", target).stdout == b"root only"
+
+
+# --- faults: Ctrl-C, timeouts, closed pipes ----------------------------------------
+
+
+def test_ctrl_c_in_blocking_recv_exits_130(sysv_key: str) -> None:
+    run("msgq", "send", sysv_key, "--data", "x")
+    run("msgq", "recv", sysv_key)
+    proc = subprocess.Popen(command("msgq", "recv", sysv_key), stderr=subprocess.PIPE)
+    time.sleep(0.5)  # let it block in msgrcv
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert err == b""
+
+
+def test_timeout_on_empty_queue(sysv_key: str, posix_name: str) -> None:
+    for target in (sysv_key, posix_name):
+        run("msgq", "send", target, "--data", "x")
+        run("msgq", "recv", target)
+        started = time.monotonic()
+        result = run("msgq", "recv", target, "--timeout", "0.3")
+        elapsed = time.monotonic() - started
+        assert_one_line_error(result, "msgq", 124)
+        assert 0.3 <= elapsed < 5, elapsed  # it waited, and it did give up
+
+
+def test_nowait_and_drain(sysv_key: str) -> None:
+    run("msgq", "send", sysv_key, "--lines", input=b"1\n2\n")
+    drained = run("msgq", "recv", sysv_key, "--follow", "--nowait", "--lines")
+    assert (drained.code, drained.stdout) == (0, b"1\n2\n")
+    assert_one_line_error(run("msgq", "recv", sysv_key, "--nowait"), "msgq", 5)
+
+
+def test_follow_into_closed_pipe_ends_quietly(sysv_key: str) -> None:
+    run("msgq", "send", sysv_key, "--lines", input=b"first\nsecond\n")
+    shell = f"{' '.join(command())} msgq recv {sysv_key} --follow --lines | head -1"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=20)
+    assert done.stdout == b"first\n"
+    assert done.stderr == b""
+
+
+def test_follow_notices_closed_pipe_while_waiting(sysv_key: str) -> None:
+    run("msgq", "send", sysv_key, "--data", "only")
+    proc = subprocess.Popen(
+        command("msgq", "recv", sysv_key, "--follow", "--lines"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline() == b"only\n"
+    proc.stdout.close()  # the reader goes away; no further message will come
+    assert proc.wait(timeout=10) == 141
+    assert proc.stderr.read() == b""
