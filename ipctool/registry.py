@@ -27,10 +27,25 @@ RESERVED_NAMES = frozenset({"plugins", "help"})
 @dataclass
 class Plugin:
     name: str  # entry-point name
-    distribution: str
-    version: str
+    entry_point: Any = None
     module: Any = None
     mechanisms: list[Mechanism] = field(default_factory=list)
+
+    # Distribution name and version are read only when shown or matched.
+    @property
+    def distribution(self) -> str:
+        dist = getattr(self.entry_point, "dist", None)
+        return dist.name if dist else "unknown"
+
+    @property
+    def version(self) -> str:
+        dist = getattr(self.entry_point, "dist", None)
+        return dist.version if dist else "?"
+
+    @property
+    def key(self) -> str:
+        """Unique among registered plugins, even when two share an entry-point name."""
+        return f"{self.distribution}:{self.name}" if self.entry_point else self.name
 
     @property
     def label(self) -> str:
@@ -60,11 +75,13 @@ def _names(env: str) -> set[str] | None:
     return {n.strip() for n in value.split(",") if n.strip()}
 
 
-def _wanted(name: str, distribution: str) -> bool:
+def _wanted(plugin: Plugin) -> bool:
+    """Env switches name plugins by entry-point or distribution name."""
     only, disabled = _names(LOAD_ENV), _names(DISABLE_ENV) or set()
-    if {name, distribution} & disabled:
-        return False
-    return only is None or bool({name, distribution} & only)
+    if only is None and not disabled:
+        return True
+    names = {plugin.name, plugin.distribution}
+    return not names & disabled and (only is None or bool(names & only))
 
 
 def _describe(exc: BaseException) -> str:
@@ -83,7 +100,7 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
     manager = registry.manager
     try:
         plugin.module = load()
-        manager.register(plugin.module, name=plugin.name)
+        manager.register(plugin.module, name=plugin.key)
         manager.check_pending()  # a hook with no spec: misspelled or from a newer ipctool
     except Exception as exc:
         if plugin.module is not None and manager.is_registered(plugin.module):
@@ -126,17 +143,12 @@ def build_registry(entry_points: Any = None) -> Registry:
     """Discover and load plugins. `entry_points` (for tests) replaces discovery."""
     registry = Registry(manager=new_manager())
     if entry_points is None:
-        from importlib.metadata import entry_points as find
+        from ipctool.entrypoints import entry_points as find
 
-        entry_points = find(group=ENTRY_POINT_GROUP)
+        entry_points = find(ENTRY_POINT_GROUP)
     for ep in entry_points:
-        dist = getattr(ep, "dist", None)
-        plugin = Plugin(
-            name=ep.name,
-            distribution=dist.name if dist else "unknown",
-            version=dist.version if dist else "?",
-        )
-        if _wanted(plugin.name, plugin.distribution):
+        plugin = Plugin(name=ep.name, entry_point=ep)
+        if _wanted(plugin):
             _register(registry, plugin, ep.load)
     for plugin in registry.plugins:
         for mech in plugin.mechanisms:

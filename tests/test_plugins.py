@@ -1,0 +1,220 @@
+"""The core: discovery of third-party plugins, failures that must not break the tool,
+env switches, lazy imports and packaging."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ipctool.testing import Result, assert_one_line_error, command
+
+GOOD_PLUGIN = """
+from ipctool.api import Mechanism, hookimpl
+
+@hookimpl
+def ipctool_mechanisms():
+    return [Mechanism(name="{name}", summary="A test mechanism.",
+                      commands="{module}_cmds:app", family="Other")]
+"""
+
+GOOD_COMMANDS = '''
+from ipctool.api import new_app, NotFound
+
+app = new_app(help="Test verbs.")
+
+@app.command()
+def send(target: str) -> None:
+    """Send."""
+    print("sent", target)
+
+@app.command()
+def recv(target: str) -> None:
+    """Receive."""
+    raise NotFound(target, "no such thing")
+
+@app.command()
+def inspect() -> None:
+    """Inspect."""
+
+@app.command()
+def clean() -> None:
+    """Clean."""
+'''
+
+
+def make_distribution(root: Path, dist: str, entry: str, module: str, source: str) -> None:
+    """A plugin distribution as pip would leave it: a module and a .dist-info."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"  # as pip names it
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[ipctool]\n{entry} = {module}\n")
+
+
+def good_plugin(root: Path, dist: str = "ipctool-fake", name: str = "fake") -> None:
+    module = dist.replace("-", "_")
+    make_distribution(root, dist, name, module, GOOD_PLUGIN.format(name=name, module=module))
+    (root / f"{module}_cmds.py").write_text(GOOD_COMMANDS)
+
+
+def ipctool(root: Path, *args: str, input: bytes = b"", **env: str) -> Result:
+    environment = {**os.environ, "PYTHONPATH": str(root), **env}
+    done = subprocess.run(
+        command(*args), input=input, capture_output=True, env=environment, timeout=30
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def test_third_party_plugin_is_discovered(tmp_path: Path) -> None:
+    good_plugin(tmp_path)
+    assert b"fake" in ipctool(tmp_path, "--help").stdout
+    assert ipctool(tmp_path, "fake", "send", "x").stdout == b"sent x\n"
+    failed = ipctool(tmp_path, "fake", "recv", "thing")
+    assert_one_line_error(failed, "fake", 3)
+    assert failed.err.strip() == "ipctool: fake: thing: no such thing"
+    listed = ipctool(tmp_path, "plugins", "--json").json()
+    fake = next(p for p in listed if p["distribution"] == "ipctool-fake")
+    assert fake["version"] == "1.0"
+    assert fake["mechanisms"] == [
+        {"name": "fake", "family": "Other", "verbs": ["clean", "inspect", "recv", "send"]}
+    ]
+    builtin = next(p for p in listed if p["plugin"] == "msgq")
+    assert builtin["distribution"] == "ipctool"
+
+
+def test_broken_plugins_only_warn(tmp_path: Path) -> None:
+    make_distribution(tmp_path, "ipctool-broken", "broken", "broken_plug", "import nonexistent\n")
+    bad_hook = "from ipctool.api import hookimpl\n@hookimpl\ndef ipctool_mechanisms(wrong): ...\n"
+    make_distribution(tmp_path, "ipctool-badhook", "badhook", "badhook_plug", bad_hook)
+    typo = "from ipctool.api import hookimpl\n@hookimpl\ndef ipctool_mechanism(): ...\n"
+    make_distribution(tmp_path, "ipctool-typo", "typo", "typo_plug", typo)
+    result = ipctool(tmp_path, "msgq", "inspect", "--limits", "--json")
+    assert result.code == 0, result.err
+    warnings = result.err.splitlines()
+    assert len(warnings) == 3, warnings
+    for dist in ("ipctool-broken", "ipctool-badhook", "ipctool-typo"):
+        assert any(dist in w and w.startswith("ipctool: warning:") for w in warnings), dist
+    quiet = ipctool(
+        tmp_path, "msgq", "inspect", "--limits", IPCTOOL_DISABLE_PLUGINS="broken,badhook,typo"
+    )
+    assert quiet.code == 0 and quiet.stderr == b""
+
+
+def test_two_plugins_claiming_one_mechanism(tmp_path: Path) -> None:
+    good_plugin(tmp_path, dist="ipctool-dupq", name="msgq")
+    clash = ipctool(tmp_path, "msgq", "inspect")
+    assert clash.code == 1
+    error = clash.err.strip().splitlines()[-1]
+    assert "ipctool 0" in error and "ipctool-dupq 1.0" in error, error
+    fixed = ipctool(tmp_path, "msgq", "inspect", "--limits", IPCTOOL_DISABLE_PLUGINS="ipctool-dupq")
+    assert fixed.code == 0, fixed.err
+
+
+def test_load_only_some_plugins(tmp_path: Path) -> None:
+    good_plugin(tmp_path)
+    only_fake = ipctool(tmp_path, "msgq", "inspect", IPCTOOL_LOAD_PLUGINS="fake")
+    assert_one_line_error(only_fake, "", 2)
+    assert "no such command 'msgq'" in only_fake.err
+    assert ipctool(tmp_path, "fake", "send", "y", IPCTOOL_LOAD_PLUGINS="fake").code == 0
+    none = ipctool(tmp_path, "--help", IPCTOOL_LOAD_PLUGINS="")
+    assert b"Messages:" not in none.stdout and b"fake" not in none.stdout
+
+
+MODULES_AT_EXIT = """
+import atexit, json, sys
+report = sys.argv.pop(1)
+atexit.register(lambda: json.dump(sorted(sys.modules), open(report, "w")))
+from ipctool.cli import main
+main()
+"""
+
+
+def imported_modules(root: Path, *args: str, input: bytes = b"") -> set[str]:
+    """Every module ipctool had imported when it exited (importlib imports included,
+    which -X importtime does not show)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    report = root / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", MODULES_AT_EXIT, str(report), *args],
+        input=input,
+        capture_output=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(json.loads(report.read_text()))
+
+
+HEAVY = {"rich", "sysv_ipc", "posix_ipc", "socket", "ipctool_plugins.msgq.commands"}
+
+
+def test_help_imports_no_mechanism_code(tmp_path: Path) -> None:
+    good_plugin(tmp_path)
+    modules = imported_modules(tmp_path, "--help")
+    assert not modules & (HEAVY | {"ipctool_fake_cmds"}), modules & HEAVY
+    assert "ipctool_fake" in modules  # the plugin's small registration module is fine
+
+
+def test_msgq_send_imports_only_what_it_uses(tmp_path: Path, sysv_key: str) -> None:
+    good_plugin(tmp_path)
+    modules = imported_modules(tmp_path, "msgq", "send", sysv_key, input=b"x")
+    assert {
+        "sysv_ipc",
+        "ipctool_plugins.msgq.commands",
+    } <= modules  # the check sees importlib imports
+    assert not modules & {"rich", "posix_ipc", "ipctool_fake_cmds", "socket"}
+
+
+def test_version_no_args_and_unknown_commands() -> None:
+    from ipctool import __version__
+
+    version = subprocess.run(command("--version"), capture_output=True, check=True)
+    assert version.stdout == f"ipctool {__version__}\n".encode()
+    bare = subprocess.run(command(), capture_output=True)
+    assert bare.returncode == 2 and b"Usage:" in bare.stderr
+    unknown = subprocess.run(command("nosuch"), capture_output=True)
+    assert unknown.returncode == 2
+    assert unknown.stderr.decode().count("\n") == 1
+    assert "no such command 'nosuch'" in unknown.stderr.decode()
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("ipctool")
+    done = subprocess.run([str(script), "--version"], capture_output=True, check=True)
+    assert done.stdout.startswith(b"ipctool ")
+
+
+@pytest.mark.slow
+def test_wheel_maps_plugins_to_a_distinct_package(tmp_path: Path) -> None:
+    root = Path(__file__).parents[1]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("ipctool-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "ipctool_plugins/msgq/__init__.py" in names
+    assert not [n for n in names if n.startswith("plugins/")]
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[ipctool]\nmsgq = ipctool_plugins.msgq" in text
