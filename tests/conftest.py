@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from ipctool.testing import Result, run
 from ipctool_plugins.msgq.testing import (
     TEST_KEY_BASE,
     TEST_NAME_PREFIX,
@@ -20,6 +18,8 @@ from ipctool_plugins.msgq.testing import (
     unique_key,
     unique_name,
 )
+
+from ipctool.testing import Result, run
 
 PEERS = Path(__file__).parent / "peers"
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -41,7 +41,7 @@ def posix_name() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def compile_peer(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def compile_peer(tmp_path_factory: pytest.TempPathFactory):
     """compile_peer("msgq_sender.c", IPCTOOL_TEST_KEY="0x...") -> path of the binary."""
     if not shutil.which("gcc"):
         pytest.fail("gcc is needed for the C peers (.ci/run installs it)")

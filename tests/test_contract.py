@@ -10,5 +10,5 @@ def test_every_mechanism_has_contract_cases() -> None:
 
 
 @pytest.mark.parametrize("case", contract_cases(), ids=str)
-def test_contract(case) -> None:  # noqa: ANN001
+def test_contract(case) -> None:
     check_contract(case)

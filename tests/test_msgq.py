@@ -51,7 +51,7 @@ def test_ipcs_shows_queue_with_mode_0600(sysv_key: str) -> None:
         assert run("msgq", "send", sysv_key, input=word).code == 0
     row = ipcs_row(sysv_key)
     assert row is not None, "ipcs -q does not list the queue"
-    key, _id, _owner, perms, used, messages = row
+    _key, _id, _owner, perms, used, messages = row
     assert (perms, used, messages) == ("600", "6", "2")
 
 
@@ -102,7 +102,7 @@ def test_lines_and_null_round_trip(sysv_key: str, posix_name: str) -> None:
         assert run("msgq", "recv", target, "--null", "--count", "2").stdout == b"x\0y\n\0"
 
 
-def stream_through(target: str, data: bytes, tmp_path) -> bytes:  # noqa: ANN001
+def stream_through(target: str, data: bytes, tmp_path) -> bytes:
     """Stream mode with sender and receiver running at once (queues hold 16 KiB).
 
     The receiver writes to a file: a pipe nobody reads yet would stall it."""
@@ -120,7 +120,7 @@ def stream_through(target: str, data: bytes, tmp_path) -> bytes:  # noqa: ANN001
     return received.read_bytes()
 
 
-def test_stream_mode_large_binary(sysv_key: str, posix_name: str, tmp_path) -> None:  # noqa: ANN001
+def test_stream_mode_large_binary(sysv_key: str, posix_name: str, tmp_path) -> None:
     data = os.urandom(300_000)
     # The receiver may start first and find no queue yet: create it first.
     for target in (sysv_key, posix_name):

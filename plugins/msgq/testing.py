@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 
@@ -25,19 +26,15 @@ def unique_name() -> str:
 def remove_sysv(target: str) -> None:
     import sysv_ipc
 
-    try:
+    with contextlib.suppress(sysv_ipc.ExistentialError):
         sysv_ipc.MessageQueue(int(target, 0)).remove()
-    except sysv_ipc.ExistentialError:
-        pass
 
 
 def remove_posix(target: str) -> None:
     import posix_ipc
 
-    try:
+    with contextlib.suppress(posix_ipc.ExistentialError):
         posix_ipc.unlink_message_queue(target)
-    except posix_ipc.ExistentialError:
-        pass
 
 
 def contract_cases() -> list[ContractCase]:
