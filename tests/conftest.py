@@ -4,17 +4,21 @@ C peers compiled from tests/peers, and a leak check over the whole run."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# One tag for this whole run, inherited by xdist workers: see unique_key().
+os.environ.setdefault("IPCTOOL_TEST_TAG", str(random.randrange(256)))
 from ipctool_plugins.msgq.testing import (
-    TEST_KEY_BASE,
-    TEST_NAME_PREFIX,
     remove_posix,
     remove_sysv,
+    run_key_prefix,
+    run_name_prefix,
     unique_key,
     unique_name,
 )
@@ -77,10 +81,10 @@ def sysv_keys_present() -> set[int]:
 
 
 def leaked_objects() -> list[str]:
-    keys = [k for k in sysv_keys_present() if k & 0xFF000000 == TEST_KEY_BASE]
+    keys = [k for k in sysv_keys_present() if k >> 16 == run_key_prefix()]
     names = []
     if os.path.isdir("/dev/mqueue"):
-        prefix = TEST_NAME_PREFIX.lstrip("/")
+        prefix = run_name_prefix().lstrip("/")
         names = ["/" + n for n in os.listdir("/dev/mqueue") if n.startswith(prefix)]
     return [hex(k) for k in keys] + names
 

@@ -8,19 +8,39 @@ import os
 
 from ipctool.api import ContractCase
 
-# Test keys: 0x7e, then 16 bits of the pid, then a counter, so parallel test
-# processes never meet; clean-up sweeps this range.
+# Test keys are 0x7e, a run tag, a worker number and a counter (8 bits each):
+# parallel workers never meet, and a run's leak check sweeps only its own tag,
+# so two test runs on one machine leave each other alone.
 TEST_KEY_BASE = 0x7E000000
 TEST_NAME_PREFIX = "/ipctool-test-"
+TAG_ENV = "IPCTOOL_TEST_TAG"
 _counter = itertools.count(1)
 
 
+def run_tag() -> int:
+    return int(os.environ.get(TAG_ENV, os.getpid())) & 0xFF
+
+
+def _worker() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    return int(worker[2:]) & 0xFF if worker[2:].isdigit() else os.getpid() & 0xFF
+
+
 def unique_key() -> int:
-    return TEST_KEY_BASE | (os.getpid() & 0xFFFF) << 8 | next(_counter) & 0xFF
+    return TEST_KEY_BASE | run_tag() << 16 | _worker() << 8 | next(_counter) & 0xFF
+
+
+def run_key_prefix() -> int:
+    """The high 16 bits every key of this test run shares."""
+    return (TEST_KEY_BASE | run_tag() << 16) >> 16
+
+
+def run_name_prefix() -> str:
+    return f"{TEST_NAME_PREFIX}{run_tag()}-"
 
 
 def unique_name() -> str:
-    return f"{TEST_NAME_PREFIX}{os.getpid()}-{next(_counter)}"
+    return f"{run_name_prefix()}{_worker()}-{next(_counter)}"
 
 
 def remove_sysv(target: str) -> None:
