@@ -9,7 +9,9 @@ help. Nothing here imports rich, sysv_ipc or posix_ipc.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from collections.abc import MutableMapping
 from typing import Annotated, Any
 
 import typer
@@ -115,6 +117,17 @@ class MechanismGroup(typer.core.TyperGroup):
             if name.startswith(incomplete)
         ]
         return items + super(typer.core.TyperGroup, self).shell_complete(ctx, incomplete)
+
+    def _main_shell_completion(
+        self, ctx_args: MutableMapping[str, Any], prog_name: str, complete_var: str | None = None
+    ) -> None:
+        # add_completion=False leaves typer's bash/zsh/fish handlers unregistered: register
+        # them when a TAB asks (_IPCTOOL_COMPLETE set), so other calls import nothing more.
+        if os.environ.get(complete_var or "_IPCTOOL_COMPLETE"):
+            from typer._completion_classes import completion_init
+
+            completion_init()
+        super()._main_shell_completion(ctx_args, prog_name, complete_var)
 
 
 def show_version(value: bool) -> None:

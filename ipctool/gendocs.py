@@ -119,10 +119,9 @@ class Block:
     def heading(self) -> str | None:
         """'Examples:' for a verbatim block of indented lines under such a heading."""
         first, rest = self.lines[0], self.lines[1:]
-        if self.verbatim and rest and first.endswith(":") and not first[0].isspace():
-            if all(line[:1].isspace() or not line.strip() for line in rest):
-                return first
-        return None
+        if not (self.verbatim and rest and first.endswith(":") and not first[0].isspace()):
+            return None
+        return first if all(line[:1].isspace() for line in rest) else None
 
 
 def help_blocks(text: str | None) -> list[Block]:
@@ -325,7 +324,11 @@ class Cli:
             for name, mech in sorted(registry.mechanisms.items())
             if registry.providers[name].distribution == DISTRIBUTION
         }
-        tools = {name: root.commands[name] for name in sorted(root.commands)}
+        tools = {  # built-in commands such as `plugins`; loaded mechanisms are cached here too
+            name: command
+            for name, command in sorted(root.commands.items())
+            if name not in registry.mechanisms and not command.hidden
+        }
         return cls(root, context(root, PROG), mechanisms, tools)
 
     def sections(self) -> dict[str, list[tuple[str, str]]]:
@@ -336,7 +339,7 @@ class Cli:
             rows = [(n, s) for n, (f, s) in self.mechanisms.items() if f == family]
             if rows:
                 sections[family] = rows
-        rows = [(n, first_paragraph(c.help)) for n, c in self.tools.items() if not c.hidden]
+        rows = [(name, first_paragraph(c.help)) for name, c in self.tools.items()]
         if rows:
             sections[TOOL_COMMANDS_SECTION] = rows
         return sections
@@ -362,7 +365,7 @@ def main_page(cli: Cli) -> str:
         sub_ctx = context(cli.tools[name], name, ctx)
         lines += [*usage(cli.tools[name], sub_ctx), ".br"]
     lines.pop()
-    lines += [".SH DESCRIPTION", *render_blocks(help_blocks(root.help)[1:] + rest)]
+    lines += [".SH DESCRIPTION", *render_blocks(help_blocks(root.help) + rest)]
     lines += [
         ".PP",
         "Each mechanism and command has its own page, listed under",
@@ -396,7 +399,7 @@ def main_page(cli: Cli) -> str:
 
 
 def verb_section(command: Command, ctx: Any) -> list[str]:
-    lines = [f".SS {escape(ctx.info_name)}", ".PP", *usage(command, ctx)]
+    lines = [f".SS {escape(ctx.info_name)}", *usage(command, ctx)]
     lines += render_blocks(help_blocks(command.help))
     params = command_params(command, ctx, with_help=False)
     lines += params_section(params, ctx, "argument", ".PP\n.B Arguments:")
@@ -435,7 +438,7 @@ def tool_page(cli: Cli, name: str) -> str:
     page = f"{PROG}-{name}"
     lines = header(page, summary(command.help))
     lines += [".SH SYNOPSIS", *usage(command, ctx)]
-    lines += [".SH DESCRIPTION", *render_blocks(help_blocks(command.help)[1:])]
+    lines += [".SH DESCRIPTION", *render_blocks(help_blocks(command.help))]
     params = command_params(command, ctx, with_help=True)
     lines += params_section(params, ctx, "argument", ".SH ARGUMENTS")
     lines += params_section(params, ctx, "option", ".SH OPTIONS")
@@ -445,12 +448,27 @@ def tool_page(cli: Cli, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# typer's zsh script only registers its function (compdef): right when the script is
+# sourced, but autoloaded from site-functions the file is itself the completer `_ipctool`,
+# and then TAB would complete nothing. funcstack[1] tells the two apart, as cobra's does.
+ZSH_REGISTER = f"compdef _{PROG}_completion {PROG}"
+ZSH_REGISTER_OR_RUN = f"""\
+if [[ $funcstack[1] == _{PROG} ]]; then
+  _{PROG}_completion "$@"
+else
+  {ZSH_REGISTER}
+fi"""
+
+
 def completion_script(shell: str) -> str:
     script = get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell)
-    first, _, rest = script.partition("\n")
-    if first.startswith("#compdef"):  # zsh reads this tag from the first line only
-        return f"{first}\n# {GENERATED}\n{rest}\n"
-    return f"# {GENERATED}\n{script}\n"
+    if shell != "zsh":
+        return f"# {GENERATED}\n{script}\n"
+    if not script.endswith(ZSH_REGISTER):
+        raise SystemExit(f"gendocs: typer's zsh script no longer ends with {ZSH_REGISTER!r}")
+    script = script.removesuffix(ZSH_REGISTER) + ZSH_REGISTER_OR_RUN
+    first, _, rest = script.partition("\n")  # zsh reads the #compdef tag from line 1 only
+    return f"{first}\n# {GENERATED}\n{rest}\n"
 
 
 def generate() -> dict[str, str]:
