@@ -347,3 +347,17 @@ def test_follow_notices_closed_pipe_while_waiting(sysv_key: str) -> None:
     proc.stdout.close()  # the reader goes away; no further message will come
     assert proc.wait(timeout=10) == 141
     assert proc.stderr.read() == b""
+
+
+def test_send_to_full_queue_waits_then_times_out(sysv_key: str, posix_name: str) -> None:
+    full = os.urandom(8192)
+    for _ in range(2):  # 2 x 8 KiB fill a SysV queue of 16 KiB
+        assert run("msgq", "send", sysv_key, input=full).code == 0
+    for _ in range(10):  # a POSIX queue holds msg_default (10) messages
+        assert run("msgq", "send", posix_name, "--data", "x").code == 0
+    for target, data in ((sysv_key, full), (posix_name, b"x")):
+        assert_one_line_error(run("msgq", "send", target, "--nowait", input=data), "msgq", 5)
+        started = time.monotonic()
+        timed_out = run("msgq", "send", target, "--timeout", "0.3", input=data)
+        assert_one_line_error(timed_out, "msgq", 124)
+        assert time.monotonic() - started >= 0.3
