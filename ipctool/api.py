@@ -46,6 +46,7 @@ from ipctool.options import (
 )
 from ipctool.options import Timeout as TimeoutOption
 from ipctool.output import data_fields, json_line, print_json, print_table
+from ipctool.runner import APP_SETTINGS
 from ipctool.streams import Framing, RecordWriter, framing_from_flags, stdin_records
 from ipctool.system import (
     idle_seconds,
@@ -133,15 +134,7 @@ def new_app(help: str, epilog: str | None = None) -> typer.Typer:
     Plain (not rich) help keeps `--help` fast; the callback keeps the app a
     group even while it has a single command.
     """
-    app = typer.Typer(
-        help=help,
-        epilog=epilog,
-        rich_markup_mode=None,
-        add_completion=False,
-        no_args_is_help=True,
-        pretty_exceptions_enable=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
+    app = typer.Typer(help=help, epilog=epilog, **APP_SETTINGS)
 
     @app.callback()
     def _group() -> None:

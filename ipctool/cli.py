@@ -141,11 +141,7 @@ app = typer.Typer(
     name="ipctool",
     help=HELP,
     epilog=EPILOG,
-    rich_markup_mode=None,
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **runner.APP_SETTINGS,
 )
 
 

@@ -22,6 +22,18 @@ DEBUG_ENV = "IPCTOOL_DEBUG"
 debug = bool(os.environ.get(DEBUG_ENV))
 
 
+# Settings of every typer app in ipctool, the top level and each mechanism's:
+# plain help (rich help costs ~150 ms), no typer completion options (ipctool
+# ships its own scripts), no rich tracebacks, and -h as well as --help.
+APP_SETTINGS: dict[str, Any] = {
+    "rich_markup_mode": None,
+    "add_completion": False,
+    "no_args_is_help": True,
+    "pretty_exceptions_enable": False,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+
+
 def fail(line: str, code: int) -> NoReturn:
     sys.stderr.write(line + "\n")
     raise typer.Exit(code)

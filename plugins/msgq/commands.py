@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+from ipctool_plugins.msgq.limits import check_size
 
 from ipctool.api import (
     DEFAULT_MODE,
@@ -29,7 +30,6 @@ from ipctool.api import (
     Stream,
     Timeout,
     TimeoutOption,
-    TooLarge,
     UsageError,
     WouldBlock,
     data_fields,
@@ -137,13 +137,8 @@ def open_for_send(where: Where, mode: int, whole: bytes | None):
     except NotFound as exc:
         if where.queue_id is not None:
             raise
-        limit = new_queue_limit(where)
-        if whole is not None and len(whole) > limit:
-            raise TooLarge(
-                exc.obj,
-                f"a {len(whole)}-byte message is over the {limit}-byte limit of a new queue; "
-                "--stream splits any size, --lines/--null send one message per record",
-            ) from None
+        if whole is not None:
+            check_size(exc.obj, len(whole), new_queue_limit(where), new=True)
         queue = open_queue(where, create=True, mode=mode, write=True)
     if whole is not None:
         queue.check_size(len(whole))

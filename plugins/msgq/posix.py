@@ -7,11 +7,11 @@ import subprocess
 from typing import Any
 
 import posix_ipc
+from ipctool_plugins.msgq.limits import check_size
 
 from ipctool.api import (
     NotFound,
     PermissionDenied,
-    TooLarge,
     WouldBlock,
     idle_seconds,
     iso_time,
@@ -89,12 +89,7 @@ class PosixQueue:
         self.queue.close()
 
     def check_size(self, size: int) -> None:
-        if size > self.message_limit:
-            raise TooLarge(
-                self.label,
-                f"a {size}-byte message is over the queue's {self.message_limit}-byte limit; "
-                "--stream splits any size, --lines/--null send one message per record",
-            )
+        check_size(self.label, size, self.message_limit)
 
     def put(self, data: bytes, priority: int, nowait: bool, timeout: float | None) -> None:
         try:

@@ -7,11 +7,11 @@ import os
 from typing import Any
 
 import sysv_ipc
+from ipctool_plugins.msgq.limits import check_size
 
 from ipctool.api import (
     NotFound,
     PermissionDenied,
-    TooLarge,
     UsageError,
     WouldBlock,
     format_key,
@@ -88,12 +88,7 @@ class SysvQueue:
             raise PermissionDenied(self.label, "permission denied") from None
 
     def check_size(self, size: int) -> None:
-        if size > self.message_limit:
-            raise TooLarge(
-                self.label,
-                f"a {size}-byte message is over the queue's {self.message_limit}-byte limit; "
-                "--stream splits any size, --lines/--null send one message per record",
-            )
+        check_size(self.label, size, self.message_limit)
 
     def put(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
         try:
