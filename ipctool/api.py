@@ -10,67 +10,139 @@ internal and may change.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ipctool.contract import VERBS, ContractCase, Mechanism
-from ipctool.errors import (
-    ExitCode,
-    IpcError,
-    NotFound,
-    PermissionDenied,
-    Refused,
-    Timeout,
-    TooLarge,
-    UsageError,
-    WouldBlock,
-    from_os_error,
-)
 from ipctool.hookspecs import hookimpl
-from ipctool.options import (
-    Count,
-    CString,
-    Data,
-    DryRun,
-    Follow,
-    Force,
-    Json,
-    Lines,
-    Mode,
-    Nowait,
-    Null,
-    OlderThan,
-    Stale,
-    Stream,
-)
-from ipctool.options import Timeout as TimeoutOption
-from ipctool.output import data_fields, json_line, print_json, print_table
 from ipctool.runner import APP_SETTINGS
-from ipctool.streams import Framing, RecordWriter, framing_from_flags, stdin_records
-from ipctool.system import (
-    idle_seconds,
-    iso_time,
-    pid_alive,
-    pids_holding,
-    read_sysctl,
-    read_table,
-    user_name,
-)
-from ipctool.targets import (
-    format_key,
-    parse_duration,
-    parse_id,
-    parse_mode,
-    parse_posix_name,
-    parse_sysv_key,
-    signed_key,
-)
-from ipctool.waiting import wait_for
+
+if TYPE_CHECKING:
+    from ipctool.errors import (
+        ExitCode,
+        IpcError,
+        NotFound,
+        PermissionDenied,
+        Refused,
+        Timeout,
+        TooLarge,
+        UsageError,
+        WouldBlock,
+        from_os_error,
+    )
+    from ipctool.options import (
+        Count,
+        CString,
+        Data,
+        DryRun,
+        Follow,
+        Force,
+        Json,
+        Lines,
+        Mode,
+        Nowait,
+        Null,
+        OlderThan,
+        Stale,
+        Stream,
+    )
+    from ipctool.options import Timeout as TimeoutOption
+    from ipctool.output import data_fields, json_line, print_json, print_table
+    from ipctool.streams import Framing, RecordWriter, framing_from_flags, stdin_records
+    from ipctool.system import (
+        idle_seconds,
+        iso_time,
+        pid_alive,
+        pids_holding,
+        read_sysctl,
+        read_table,
+        user_name,
+    )
+    from ipctool.targets import (
+        format_key,
+        parse_duration,
+        parse_id,
+        parse_mode,
+        parse_posix_name,
+        parse_sysv_key,
+        signed_key,
+    )
+    from ipctool.waiting import wait_for
 
 DEFAULT_MODE = 0o600  # objects are owner-only unless --mode says otherwise
 
-__all__ = [
+# Where each name lives. A plugin's registration module, imported on every
+# start, needs only hookimpl and Mechanism; the rest loads when first asked for.
+_LAZY = {
+    **dict.fromkeys(
+        [
+            "ExitCode",
+            "IpcError",
+            "NotFound",
+            "PermissionDenied",
+            "Refused",
+            "Timeout",
+            "TooLarge",
+            "UsageError",
+            "WouldBlock",
+            "from_os_error",
+        ],
+        "ipctool.errors",
+    ),
+    **dict.fromkeys(
+        [
+            "Count",
+            "CString",
+            "Data",
+            "DryRun",
+            "Follow",
+            "Force",
+            "Json",
+            "Lines",
+            "Mode",
+            "Nowait",
+            "Null",
+            "OlderThan",
+            "Stale",
+            "Stream",
+        ],
+        "ipctool.options",
+    ),
+    **dict.fromkeys(["data_fields", "json_line", "print_json", "print_table"], "ipctool.output"),
+    **dict.fromkeys(
+        ["Framing", "RecordWriter", "framing_from_flags", "stdin_records"], "ipctool.streams"
+    ),
+    **dict.fromkeys(
+        [
+            "idle_seconds",
+            "iso_time",
+            "pid_alive",
+            "pids_holding",
+            "read_sysctl",
+            "read_table",
+            "user_name",
+        ],
+        "ipctool.system",
+    ),
+    **dict.fromkeys(
+        [
+            "format_key",
+            "parse_duration",
+            "parse_id",
+            "parse_mode",
+            "parse_posix_name",
+            "parse_sysv_key",
+            "signed_key",
+        ],
+        "ipctool.targets",
+    ),
+    "wait_for": "ipctool.waiting",
+}
+_RENAMED = {"TimeoutOption": ("ipctool.options", "Timeout")}
+
+__all__ = [  # a literal list, so linters and type checkers see every name
     "DEFAULT_MODE",
     "VERBS",
     "CString",
@@ -144,4 +216,9 @@ def new_app(help: str, epilog: str | None = None) -> typer.Typer:
 
 
 def __getattr__(name: str) -> Any:
-    raise AttributeError(f"ipctool.api has no {name!r}; plugins use only the names in __all__")
+    module, attribute = _RENAMED.get(name) or (_LAZY.get(name), name)
+    if module is None:
+        raise AttributeError(f"ipctool.api has no {name!r}; plugins use only the names in __all__")
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value

@@ -6,8 +6,6 @@ imports a mechanism's commands only when that mechanism is run or asked for
 help. Nothing here imports rich, sysv_ipc or posix_ipc.
 """
 
-from __future__ import annotations
-
 import importlib
 import os
 import sys
@@ -55,15 +53,47 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 permission denied,
 """
 
 
-def load_mechanism_group(mech: Mechanism) -> Any:
-    """Import a mechanism's commands and wrap each verb with the core's runner."""
+def verb_name(info: Any) -> str:
+    return info.name or info.callback.__name__.lower().replace("_", "-")
+
+
+class VerbGroup(typer.core.TyperGroup):
+    """One mechanism's verbs; each becomes a click command only when it is used.
+
+    typer would build every verb's parameters up front; a call runs one verb.
+    """
+
+    def __init__(self, mechanism: str, sub_app: typer.Typer) -> None:
+        info = sub_app.info
+        super().__init__(
+            name=mechanism,
+            help=info.help if isinstance(info.help, str) else None,
+            epilog=info.epilog if isinstance(info.epilog, str) else None,
+            no_args_is_help=True,
+            rich_markup_mode=None,
+            context_settings=runner.APP_SETTINGS["context_settings"],
+        )
+        self.mechanism = mechanism
+        self.verbs = {verb_name(i): i for i in sub_app.registered_commands}
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(self.verbs)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in self.verbs:
+            single = typer.Typer(**runner.APP_SETTINGS)
+            single.registered_commands.append(self.verbs[cmd_name])
+            command = typer.main.get_group(single).commands[cmd_name]
+            command.callback = runner.guarded(self.mechanism, command.callback)
+            self.commands[cmd_name] = command
+        return self.commands.get(cmd_name)
+
+
+def load_mechanism_group(mech: Mechanism) -> VerbGroup:
+    """Import a mechanism's commands module; its verbs are built when used."""
     module_name, _, attribute = mech.commands.partition(":")
     sub_app = getattr(importlib.import_module(module_name), attribute or "app")
-    group = typer.main.get_group(sub_app)
-    group.name = mech.name
-    for command in group.commands.values():
-        command.callback = runner.guarded(mech.name, command.callback)
-    return group
+    return VerbGroup(mech.name, sub_app)
 
 
 class MechanismGroup(typer.core.TyperGroup):
@@ -180,7 +210,7 @@ def plugins_command(
         mechanisms = []
         for mech in plugin.mechanisms:
             try:
-                verbs = sorted(load_mechanism_group(mech).commands)
+                verbs = sorted(load_mechanism_group(mech).verbs)
             except Exception as exc:
                 verbs = []
                 warn(f"plugin {plugin.label}: {mech.name}: {runner.describe(exc)}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 VERBS = ("send", "recv", "inspect", "clean")
 
@@ -14,7 +13,6 @@ FAMILIES = ("Messages", "Memory", "Streams", "Network", "Signals")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
-@dataclass(frozen=True)
 class Mechanism:
     """One IPC mechanism: a command group `ipctool NAME` with the four verbs.
 
@@ -24,13 +22,20 @@ class Mechanism:
     another mechanism's calls or on `ipctool --help`.
     """
 
-    name: str
-    summary: str
-    commands: str
-    family: str = "Other"
+    # A plain class, not a dataclass: building a dataclass costs about half a
+    # millisecond on every start, and this one is made on every start.
+    __slots__ = ("commands", "family", "name", "summary")
+
+    def __init__(self, name: str, summary: str, commands: str, family: str = "Other") -> None:
+        self.name = name
+        self.summary = summary
+        self.commands = commands
+        self.family = family
+
+    def __repr__(self) -> str:
+        return f"Mechanism(name={self.name!r}, commands={self.commands!r}, family={self.family!r})"
 
 
-@dataclass
 class ContractCase:
     """How the shared contract test drives one kind of object of a mechanism.
 
@@ -40,14 +45,25 @@ class ContractCase:
     (listeners, FIFOs). bad_target must be refused as a usage error.
     """
 
-    mechanism: str
-    label: str
-    new_target: Callable[[], str]
-    remove: Callable[[str], None]
-    bad_target: str
-    recv_first: bool = False
-    send_args: Sequence[str] = field(default_factory=tuple)
-    recv_args: Sequence[str] = field(default_factory=tuple)
+    def __init__(
+        self,
+        mechanism: str,
+        label: str,
+        new_target: Callable[[], str],
+        remove: Callable[[str], None],
+        bad_target: str,
+        recv_first: bool = False,
+        send_args: Sequence[str] = (),
+        recv_args: Sequence[str] = (),
+    ) -> None:
+        self.mechanism = mechanism
+        self.label = label
+        self.new_target = new_target
+        self.remove = remove
+        self.bad_target = bad_target
+        self.recv_first = recv_first
+        self.send_args = tuple(send_args)
+        self.recv_args = tuple(recv_args)
 
     def __str__(self) -> str:
         return f"{self.mechanism}-{self.label}"

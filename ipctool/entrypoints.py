@@ -12,7 +12,6 @@ import importlib
 import os
 import re
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 _INFO_SUFFIXES = (".dist-info", ".egg-info")
@@ -22,9 +21,9 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-@dataclass(frozen=True)
 class Distribution:
-    path: str  # the .dist-info or .egg-info folder
+    def __init__(self, path: str) -> None:
+        self.path = path  # the .dist-info or .egg-info folder
 
     def _field(self, field: str) -> str | None:
         for filename in ("METADATA", "PKG-INFO"):
@@ -49,11 +48,11 @@ class Distribution:
         return self._field("version") or "?"
 
 
-@dataclass(frozen=True)
 class EntryPoint:
-    name: str
-    value: str
-    dist: Distribution
+    def __init__(self, name: str, value: str, dist: Distribution) -> None:
+        self.name = name
+        self.value = value
+        self.dist = dist
 
     def load(self) -> Any:
         module_name, _, attributes = self.value.partition(":")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -10,11 +9,15 @@ from typing import Any
 
 def print_json(document: Any) -> None:
     """One JSON document on stdout (for --json of inspect, clean, plugins)."""
+    import json
+
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
 def json_line(record: dict[str, Any]) -> bytes:
     """One compact JSON object and a newline (for streams of records, e.g. recv --json)."""
+    import json
+
     return json.dumps(record, separators=(",", ":")).encode() + b"\n"
 
 

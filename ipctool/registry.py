@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -24,12 +23,12 @@ DISABLE_ENV = "IPCTOOL_DISABLE_PLUGINS"  # comma-separated: never load these
 RESERVED_NAMES = frozenset({"plugins", "help"})
 
 
-@dataclass
 class Plugin:
-    name: str  # entry-point name
-    entry_point: Any = None
-    module: Any = None
-    mechanisms: list[Mechanism] = field(default_factory=list)
+    def __init__(self, name: str, entry_point: Any = None) -> None:
+        self.name = name  # the entry-point name
+        self.entry_point = entry_point
+        self.module: Any = None
+        self.mechanisms: list[Mechanism] = []
 
     # Distribution name and version are read only when shown or matched.
     @property
@@ -52,14 +51,17 @@ class Plugin:
         return f"{self.distribution} {self.version} (plugin {self.name!r})"
 
 
-@dataclass
 class Registry:
-    manager: pluggy.PluginManager
-    plugins: list[Plugin] = field(default_factory=list)
-    mechanisms: dict[str, Mechanism] = field(default_factory=dict)
-    providers: dict[str, Plugin] = field(default_factory=dict)
-    conflicts: dict[str, list[Plugin]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    """What was loaded: plugins, the mechanism each name runs, conflicts, warnings."""
+
+    # Plain classes here and in entrypoints: dataclass creation costs start-up time.
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self.plugins: list[Plugin] = []
+        self.mechanisms: dict[str, Mechanism] = {}
+        self.providers: dict[str, Plugin] = {}
+        self.conflicts: dict[str, list[Plugin]] = {}
+        self.warnings: list[str] = []
 
     def conflict_message(self, name: str) -> str:
         claimants = " and ".join(p.label for p in self.conflicts[name])

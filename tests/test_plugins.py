@@ -218,3 +218,10 @@ def test_wheel_maps_plugins_to_a_distinct_package(tmp_path: Path) -> None:
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[ipctool]\nmsgq = ipctool_plugins.msgq" in text
+
+
+def test_every_public_api_name_resolves() -> None:
+    import ipctool.api as api
+
+    missing = [name for name in api.__all__ if not hasattr(api, name)]
+    assert missing == []

@@ -1,8 +1,9 @@
-"""The four msgq verbs. sysv_ipc and posix_ipc load inside the verbs, via .sysv/.posix."""
+"""The four msgq verbs. sysv_ipc and posix_ipc load inside the verbs, via .sysv/.posix.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer would then resolve every
+annotation from a string when it builds a verb, which costs start-up time.
+"""
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -58,13 +59,15 @@ QueueId = Annotated[
 ]
 
 
-@dataclass(frozen=True)
 class Where:
     """A resolved target: exactly one of key, queue_id (SysV) or name (POSIX)."""
 
-    key: int | None = None
-    queue_id: int | None = None
-    name: str | None = None
+    __slots__ = ("key", "name", "queue_id")
+
+    def __init__(
+        self, key: int | None = None, queue_id: int | None = None, name: str | None = None
+    ) -> None:
+        self.key, self.queue_id, self.name = key, queue_id, name
 
     @property
     def posix(self) -> bool:
