@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -361,3 +362,22 @@ def test_send_to_full_queue_waits_then_times_out(sysv_key: str, posix_name: str)
         timed_out = run("msgq", "send", target, "--timeout", "0.3", input=data)
         assert_one_line_error(timed_out, "msgq", 124)
         assert time.monotonic() - started >= 0.3
+
+
+def test_private_queue_by_id() -> None:
+    queue = sysv_ipc.MessageQueue(sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, 0o600)
+    queue_id = str(queue.id)
+    try:
+        assert queue.key == 0
+        sent = run("msgq", "send", "--id", queue_id, "--type", "3", input=b"private\xffbytes")
+        assert sent.code == 0, sent.err
+        got = run("msgq", "recv", "--id", queue_id, "--json").json()
+        assert (got["type"], got["encoding"], got["size"]) == (3, "base64", 13)
+        assert_one_line_error(run("msgq", "recv", "--id", queue_id, "--nowait"), "msgq", 5)
+        record = run("msgq", "inspect", "--id", queue_id, "--json").json()
+        assert (record["target"], record["key"]) == (f"--id {queue_id}", 0)
+        assert run("msgq", "clean", "--id", queue_id).code == 0
+        assert_one_line_error(run("msgq", "recv", "--id", queue_id), "msgq", 3)
+    finally:
+        with contextlib.suppress(sysv_ipc.ExistentialError):
+            queue.remove()

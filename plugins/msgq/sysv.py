@@ -12,7 +12,6 @@ from ipctool_plugins.msgq.limits import check_size
 from ipctool.api import (
     NotFound,
     PermissionDenied,
-    UsageError,
     WouldBlock,
     format_key,
     idle_seconds,
@@ -73,13 +72,15 @@ class SysvQueue:
 
     @classmethod
     def by_id(cls, queue_id: int) -> SysvQueue:
-        key = int(find_by_id(queue_id)["key"]) & 0xFFFFFFFF
-        if key == 0:
-            raise UsageError(
-                f"id {queue_id}",
-                "a private queue (key 0) can be inspected and cleaned by id, not used",
-            )
-        return cls(key)
+        """The queue with this id, whatever its key (IPC_PRIVATE included)."""
+        from ipctool_plugins.msgq.byid import QueueById
+
+        find_by_id(queue_id)  # NotFound before anything else
+        queue = cls.__new__(cls)
+        queue.key, queue.label = None, f"id {queue_id}"
+        queue.queue = QueueById(queue_id, msgmax())
+        queue.message_limit = msgmax()
+        return queue
 
     def _max_bytes(self) -> int:
         try:

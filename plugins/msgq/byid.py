@@ -1,0 +1,67 @@
+"""A SysV queue reached by its id, for `--id`: also queues no key can name (IPC_PRIVATE).
+
+sysv_ipc opens queues by key only. This adapter calls msgsnd/msgrcv on the id
+through ctypes and raises sysv_ipc's own exceptions, so `SysvQueue` drives it
+exactly as it drives a `sysv_ipc.MessageQueue`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import struct
+
+import sysv_ipc
+
+IPC_NOWAIT = 0o4000
+LONG = struct.calcsize("l")  # the mtype that heads every message buffer
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.msgsnd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.msgsnd.restype = ctypes.c_int
+_libc.msgrcv.argtypes = [
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_long,
+    ctypes.c_int,
+]
+_libc.msgrcv.restype = ctypes.c_ssize_t
+
+_ERRORS: dict[int, type[Exception]] = {
+    errno.EAGAIN: sysv_ipc.BusyError,
+    errno.ENOMSG: sysv_ipc.BusyError,
+    errno.EINTR: sysv_ipc.Error,  # what sysv_ipc raises when a signal interrupts a wait
+    errno.EACCES: sysv_ipc.PermissionsError,
+    errno.EPERM: sysv_ipc.PermissionsError,
+    errno.EINVAL: sysv_ipc.ExistentialError,
+    errno.EIDRM: sysv_ipc.ExistentialError,
+}
+
+
+def _fail() -> None:
+    code = ctypes.get_errno()
+    raise _ERRORS.get(code, OSError)(code, errno.errorcode.get(code, str(code)))
+
+
+class QueueById:
+    """The part of sysv_ipc.MessageQueue's interface that SysvQueue uses."""
+
+    def __init__(self, queue_id: int, max_message_size: int) -> None:
+        self.id = queue_id
+        self.max_size = max_message_size  # msg_qbytes needs msgctl; msgmax bounds a message
+        self._buffer = ctypes.create_string_buffer(LONG + max_message_size)
+
+    def send(self, message: bytes, block: bool = True, type: int = 1) -> None:
+        data = struct.pack("l", type) + bytes(message)
+        if _libc.msgsnd(self.id, data, len(data) - LONG, 0 if block else IPC_NOWAIT) == -1:
+            _fail()
+
+    def receive(self, block: bool = True, type: int = 0) -> tuple[bytes, int]:
+        size = _libc.msgrcv(
+            self.id, self._buffer, len(self._buffer) - LONG, type, 0 if block else IPC_NOWAIT
+        )
+        if size == -1:
+            _fail()
+        address = ctypes.addressof(self._buffer)
+        return ctypes.string_at(address + LONG, size), struct.unpack_from("l", self._buffer)[0]
