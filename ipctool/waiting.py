@@ -26,16 +26,38 @@ T = TypeVar("T")
 HEARTBEAT = 0.5
 
 
-class _Received:
+class _Signals:
+    """SIGINT and SIGALRM handlers, installed once per process on the first wait.
+
+    While a C call waits they only record the signal; at any other time SIGINT
+    raises KeyboardInterrupt as Python's own handler does. Installing them once
+    keeps two sigaction calls off every wait of a busy send or recv loop.
+    """
+
     def __init__(self) -> None:
+        self.waiting = False
         self.interrupt = False
         self.alarm = False
 
     def on_interrupt(self, signum: int, frame: object) -> None:
+        if not self.waiting:
+            raise KeyboardInterrupt
         self.interrupt = True
 
     def on_alarm(self, signum: int, frame: object) -> None:
         self.alarm = True
+
+
+_signals: _Signals | None = None
+
+
+def _installed() -> _Signals:
+    global _signals
+    if _signals is None:
+        _signals = _Signals()
+        signal.signal(signal.SIGINT, _signals.on_interrupt)
+        signal.signal(signal.SIGALRM, _signals.on_alarm)
+    return _signals
 
 
 def _run_pending_handlers() -> None:
@@ -71,32 +93,30 @@ def wait_for(
     watch_stdout: bool = False,
 ) -> T:
     """Run `call`, which blocks and raises `signaled` when a signal interrupts it."""
+    signals = _installed()
     deadline = None if timeout is None else time.monotonic() + timeout
     heartbeat = HEARTBEAT if watch_stdout and stdout_is_pipe() else None
-    received = _Received()
-    old_int = signal.signal(signal.SIGINT, received.on_interrupt)
-    old_alarm = signal.signal(signal.SIGALRM, received.on_alarm)
-    try:
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise Timeout(obj, f"timed out after {timeout:g} s")
-            slices = [s for s in (remaining, heartbeat) if s is not None]
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise Timeout(obj, f"timed out after {timeout:g} s")
+        slices = [s for s in (remaining, heartbeat) if s is not None]
+        if slices:
+            signal.setitimer(signal.ITIMER_REAL, max(min(slices), 1e-6))
+        signals.waiting = True
+        try:
+            return call()
+        except signaled:
+            _run_pending_handlers()
+            if signals.interrupt:
+                signals.interrupt = False
+                raise KeyboardInterrupt from None
+            if not signals.alarm:
+                raise
+            signals.alarm = False
+            if heartbeat and stdout_reader_gone():
+                raise BrokenPipeError from None
+        finally:
+            signals.waiting = False
             if slices:
-                signal.setitimer(signal.ITIMER_REAL, max(min(slices), 1e-6))
-            try:
-                return call()
-            except signaled:
-                _run_pending_handlers()
-                if received.interrupt:
-                    raise KeyboardInterrupt from None
-                if not received.alarm:
-                    raise
-                received.alarm = False
-                if heartbeat and stdout_reader_gone():
-                    raise BrokenPipeError from None
-            finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGALRM, old_alarm)

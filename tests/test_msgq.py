@@ -381,3 +381,20 @@ def test_private_queue_by_id() -> None:
     finally:
         with contextlib.suppress(sysv_ipc.ExistentialError):
             queue.remove()
+
+
+def test_recv_create_lets_the_receiver_start_first(sysv_key: str, posix_name: str) -> None:
+    for target in (sysv_key, posix_name):
+        receiver = subprocess.Popen(
+            command("msgq", "recv", target, "--create", "--timeout", "10"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while run("msgq", "inspect", target, "--json").code != 0:  # wait for it to exist
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert run("msgq", "inspect", target, "--json").json()["mode"] == "0600"
+        assert run("msgq", "send", target, "--data", "late sender").code == 0
+        out, err = receiver.communicate(timeout=10)
+        assert (receiver.returncode, out, err) == (0, b"late sender", b"")

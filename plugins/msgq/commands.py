@@ -234,6 +234,13 @@ def recv(
     timeout: TimeoutOption = None,
     as_json: Json = False,
     cstring: CString = False,
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create", help="Create the queue if missing, so recv can start before send."
+        ),
+    ] = False,
+    mode: Mode = DEFAULT_MODE,
 ) -> None:
     """Receive messages to stdout: one by default, --count N, or --follow.
 
@@ -246,13 +253,16 @@ def recv(
       ipctool msgq recv 12345 --type 1234 --cstring   # from a C program's struct
       ipctool msgq recv /jobs --follow --json
       ipctool msgq recv 12345 --stream > copy.tar
+      ipctool msgq recv /jobs --create --follow &   # before any sender
     """
     framing = framing_from_flags(lines, null, stream)
     where = resolve(target, queue_id)
     selector = message_meta(where, mtype, None, sending=False)
     if framing is Framing.STREAM and (follow or as_json or count != 1):
         raise UsageError(None, "--stream receives one whole stream; drop --count/--follow/--json")
-    queue = open_queue(where, write=False)
+    if create and where.queue_id is not None:
+        raise UsageError(None, "--create needs a KEY or /NAME, not --id")
+    queue = open_queue(where, create=create, mode=mode, write=False)
     writer = RecordWriter(framing, cstring)
     if framing is Framing.STREAM:
         receive_stream(queue, selector, nowait, timeout, writer)

@@ -114,9 +114,7 @@ class PosixQueue:
             return None
 
     def wait(self, _selector: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
-        message = self.poll()
-        if message is not None:
-            return message
+        """Block for a message; callers poll() first, so none is waiting now."""
         if nowait:
             raise WouldBlock(self.label, "no message")
         return wait_for(

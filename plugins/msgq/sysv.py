@@ -121,9 +121,7 @@ class SysvQueue:
             raise NotFound(self.label, "queue was removed") from None
 
     def wait(self, mtype: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
-        message = self.poll(mtype)
-        if message is not None:
-            return message
+        """Block for a message; callers poll() first, so none is waiting now."""
         if nowait:
             raise WouldBlock(self.label, "no message")
         try:
