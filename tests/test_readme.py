@@ -24,3 +24,32 @@ def test_every_hook_is_documented() -> None:
 def test_readme_names_the_test_command_ci_runs() -> None:
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert "bash tests/run" in README and "tests/run" in ci
+
+
+def test_install_command_and_first_example_run_as_shown(tmp_path: Path) -> None:
+    """README's one-command install, in a copy of the tree, gives a working `ipctool`.
+
+    It runs in a private IPC namespace: the example's key 12345 may be in use here."""
+    import shutil
+    import subprocess
+
+    block = README.split("## Install", 1)[1].split("```", 2)[1].strip()
+    command = block.splitlines()[-1]
+    assert command.startswith("python3 -m venv .venv")
+    root = Path(__file__).parents[1]
+    copy = tmp_path / "ipctool"
+    shutil.copytree(
+        root,
+        copy,
+        ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__"),
+    )
+    done = subprocess.run(
+        ["unshare", "--ipc", "bash", "-c", command],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "hi\n"
