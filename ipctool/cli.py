@@ -70,6 +70,7 @@ class VerbGroup(typer.core.TyperGroup):
             help=info.help if isinstance(info.help, str) else None,
             epilog=info.epilog if isinstance(info.epilog, str) else None,
             no_args_is_help=True,
+            subcommand_metavar="VERB [ARGS]...",
             rich_markup_mode=None,
             context_settings=runner.APP_SETTINGS["context_settings"],
         )
@@ -174,6 +175,7 @@ app = typer.Typer(
     name="ipctool",
     help=HELP,
     epilog=EPILOG,
+    subcommand_metavar="MECHANISM VERB [ARGS]...",
     **runner.APP_SETTINGS,
 )
 
