@@ -42,7 +42,9 @@ class ContractCase:
     new_target() returns a target nobody else uses (a unique key, name, path or
     address); remove(target) deletes the object without ipctool, so a failed
     test leaves nothing behind. recv_first: recv must be running before send
-    (listeners, FIFOs). bad_target must be refused as a usage error.
+    (listeners, FIFOs). lasting: the object outlives both peers, so inspect and
+    clean are checked on it (false for connections and signals). bad_target
+    must be refused as a usage error.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class ContractCase:
         remove: Callable[[str], None],
         bad_target: str,
         recv_first: bool = False,
+        lasting: bool = True,
         send_args: Sequence[str] = (),
         recv_args: Sequence[str] = (),
     ) -> None:
@@ -62,6 +65,7 @@ class ContractCase:
         self.remove = remove
         self.bad_target = bad_target
         self.recv_first = recv_first
+        self.lasting = lasting
         self.send_args = tuple(send_args)
         self.recv_args = tuple(recv_args)
 

@@ -111,7 +111,7 @@ def check_contract(case: ContractCase) -> None:
     target = case.new_target()
     try:
         assert round_trip(case, target) == PAYLOAD
-        if not case.recv_first:  # an object that outlives its peers: inspect and clean it
+        if case.lasting:  # an object that outlives its peers: inspect and clean it
             assert run(mech, "send", target, *case.send_args, input=b"x").code == 0
             one = run(mech, "inspect", target, "--json")
             assert one.code == 0, one.err
