@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ipctool.errors import UsageError
-from ipctool.targets import parse_duration, parse_mode
+from ipctool.targets import parse_duration, parse_mode, parse_timeout
 
 
 def _parser(parse):  # type: ignore[no-untyped-def]
@@ -28,7 +28,10 @@ def _parser(parse):  # type: ignore[no-untyped-def]
 Timeout = Annotated[
     float | None,
     typer.Option(
-        "--timeout", metavar="SECONDS", min=0.0, help="Wait at most SECONDS (exit 124 after)."
+        "--timeout",
+        metavar="SECONDS",
+        parser=_parser(parse_timeout),
+        help="Wait at most SECONDS (exit 124 after).",
     ),
 ]
 Nowait = Annotated[bool, typer.Option("--nowait", help="Never wait: exit 5 if it would block.")]

@@ -43,11 +43,18 @@ def framing_from_flags(lines: bool = False, null: bool = False, stream: bool = F
     return chosen[0] if chosen else Framing.WHOLE
 
 
-def read_all(fd: int = STDIN) -> bytes:
-    """All of stdin, exactly (for the whole framing)."""
-    parts = []
+def read_all(fd: int = STDIN, limit: int | None = None) -> bytes:
+    """All of stdin, exactly (for the whole framing).
+
+    With a limit, reading stops once more than `limit` bytes came: the caller
+    refuses an oversized message without holding (or waiting for) the rest.
+    """
+    parts, size = [], 0
     while chunk := os.read(fd, READ_CHUNK):
         parts.append(chunk)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            break
     return b"".join(parts)
 
 
@@ -72,9 +79,12 @@ def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
 
 
 def stdin_records(framing: Framing, data: bytes | None, max_size: int) -> Iterator[bytes]:
-    """What send transmits, one message at a time. `data` (from --data) replaces stdin."""
+    """What send transmits, one message at a time. `data` (from --data) replaces stdin.
+
+    The whole framing reads at most max_size + 1 bytes: more cannot be sent.
+    """
     if framing is Framing.WHOLE:
-        yield read_all() if data is None else data
+        yield read_all(limit=max_size) if data is None else data
     elif framing is Framing.STREAM:
         if data is None:
             yield from iter_chunks(max_size)

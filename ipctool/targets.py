@@ -12,15 +12,16 @@ from ipctool.errors import UsageError
 KEY_MAX = 0xFFFFFFFF  # key_t is 32 bits; ipcs shows keys as unsigned hex
 NAME_MAX = 255
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_KEY = re.compile(r"^(?:0[xX][0-9a-fA-F]+|[0-9]+)$")
+TIMEOUT_MAX = 10**8  # seconds (three years): longer waits are "no timeout"
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_sysv_key(text: str) -> int:
     """A SysV IPC key: decimal or 0x-hex, 1..0xffffffff (0 is IPC_PRIVATE, reachable by --id)."""
-    try:
-        key = int(text, 0)
-    except ValueError:
-        raise UsageError(text, "not a key (decimal or 0x-hex) or /name") from None
+    if not _KEY.match(text):  # int() would also take 1_000, 0o5, +5 and spaces
+        raise UsageError(text, "not a key (decimal or 0x-hex) or /name")
+    key = int(text, 16) if text[:2] in ("0x", "0X") else int(text, 10)
     if key < 0 or key > KEY_MAX:
         raise UsageError(text, f"key out of range (1 to {KEY_MAX:#x})")
     if key == 0:
@@ -47,9 +48,26 @@ def parse_posix_name(text: str) -> str:
         raise UsageError(text, "a POSIX name needs characters after /")
     if "/" in rest:
         raise UsageError(text, "a POSIX name has no / after the first")
-    if len(rest) > NAME_MAX or "\0" in rest:
-        raise UsageError(text, f"a POSIX name is 1 to {NAME_MAX} characters with no NUL")
+    if rest in (".", ".."):
+        raise UsageError(text, "a POSIX name cannot be . or ..")
+    try:
+        size = len(rest.encode("utf-8"))
+    except UnicodeEncodeError:  # undecodable bytes from the command line
+        raise UsageError(text, "a POSIX name must be valid UTF-8") from None
+    if size > NAME_MAX or "\0" in rest:
+        raise UsageError(text, f"a POSIX name is 1 to {NAME_MAX} bytes with no NUL")
     return text
+
+
+def parse_timeout(text: str) -> float | None:
+    """--timeout SECONDS: a non-negative number; "inf" or more than TIMEOUT_MAX waits forever."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UsageError(text, "a timeout is a number of seconds") from None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        raise UsageError(text, "a timeout is a non-negative number of seconds")
+    return None if seconds > TIMEOUT_MAX else seconds
 
 
 def parse_id(text: str) -> int:

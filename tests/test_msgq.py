@@ -375,7 +375,8 @@ def test_private_queue_by_id() -> None:
         assert (got["type"], got["encoding"], got["size"]) == (3, "base64", 13)
         assert_one_line_error(run("msgq", "recv", "--id", queue_id, "--nowait"), "msgq", 5)
         record = run("msgq", "inspect", "--id", queue_id, "--json").json()
-        assert (record["target"], record["key"]) == (f"--id {queue_id}", 0)
+        assert (record["target"], record["key"]) == (f"--id={queue_id}", 0)
+        assert run("msgq", "inspect", record["target"], "--json").code == 0  # passes back as one word
         assert run("msgq", "clean", "--id", queue_id).code == 0
         assert_one_line_error(run("msgq", "recv", "--id", queue_id), "msgq", 3)
     finally:

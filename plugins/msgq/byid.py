@@ -53,6 +53,8 @@ class QueueById:
         self._buffer = ctypes.create_string_buffer(LONG + max_message_size)
 
     def send(self, message: bytes, block: bool = True, type: int = 1) -> None:
+        if len(message) > self.max_size:  # as sysv_ipc does; msgsnd would say EINVAL
+            raise ValueError("The message is longer than max_message_size")
         data = struct.pack("l", type) + bytes(message)
         if _libc.msgsnd(self.id, data, len(data) - LONG, 0 if block else IPC_NOWAIT) == -1:
             _fail()

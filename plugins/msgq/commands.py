@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: typer would then resolve every
 annotation from a string when it builds a verb, which costs start-up time.
 """
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -34,6 +35,7 @@ from ipctool.api import (
     UsageError,
     WouldBlock,
     data_fields,
+    format_key,
     framing_from_flags,
     json_line,
     new_app,
@@ -72,6 +74,12 @@ class Where:
     @property
     def posix(self) -> bool:
         return self.name is not None
+
+    @property
+    def label(self) -> str:
+        if self.name is not None:
+            return self.name
+        return format_key(self.key) if self.key is not None else f"id {self.queue_id}"
 
 
 def resolve(target: str | None, queue_id: int | None) -> Where:
@@ -128,30 +136,29 @@ def message_meta(where: Where, mtype: int | None, priority: int | None, sending:
         return priority or 0
     if priority is not None:
         raise UsageError(None, "--priority is for POSIX queues; SysV queues use --type")
-    if sending and mtype is not None and mtype < 1:
-        raise UsageError(None, "a SysV message type to send is 1 or more")
     return mtype if mtype is not None else (1 if sending else 0)
 
 
-def open_for_send(where: Where, mode: int, whole: bytes | None):
-    """Open or create the queue; a whole message too large for it creates nothing."""
+def open_existing(where: Where, write: bool = True) -> Any:
+    """The queue if it exists (None if not, unless it was named by --id)."""
     try:
-        queue = open_queue(where, write=True)
-    except NotFound as exc:
+        return open_queue(where, write=write)
+    except NotFound:
         if where.queue_id is not None:
             raise
-        if whole is not None:
-            check_size(exc.obj, len(whole), new_queue_limit(where), new=True)
-        queue = open_queue(where, create=True, mode=mode, write=True)
-    if whole is not None:
-        queue.check_size(len(whole))
-    return queue
+        return None
 
 
+TYPE_MAX = 2**31 - 1  # sysv_ipc passes the type as a C int
 MessageType = Annotated[
     int | None,
     typer.Option(
-        "--type", "-t", metavar="N", help="SysV message type (send: 1 or more, default 1)."
+        "--type",
+        "-t",
+        metavar="N",
+        min=1,
+        max=TYPE_MAX,
+        help="SysV message type (1 or more, default 1).",
     ),
 ]
 Priority = Annotated[
@@ -196,18 +203,24 @@ def send(
     framing = framing_from_flags(lines, null, stream)
     where = resolve(target, queue_id)
     meta = message_meta(where, mtype, priority, sending=True)
-    payload = None if data is None else data.encode()
+    payload = None if data is None else os.fsencode(data)  # bytes as typed, even non-UTF-8
     terminator = b"\0" if cstring and framing is not Framing.STREAM else b""
-    whole = None
-    if framing is Framing.WHOLE:
-        whole = next(stdin_records(framing, payload, 0)) + terminator
-    queue = open_for_send(where, mode, whole)
+    queue = open_existing(where)
+    limit = queue.message_limit if queue else new_queue_limit(where)
+    if framing is Framing.WHOLE:  # too large: fail before creating or sending anything
+        whole = next(stdin_records(framing, payload, limit)) + terminator
+        check_size(where.label, len(whole), limit, new=queue is None, cut=payload is None)
+    queue = queue or open_queue(where, create=True, mode=mode, write=True)
     put = queue.put
-    if whole is not None:
+    if framing is Framing.WHOLE:
         put(whole, meta, nowait, timeout)
         return
-    for record in stdin_records(framing, payload, queue.message_limit):
-        put(record + terminator if terminator else record, meta, nowait, timeout)
+    for record in stdin_records(framing, payload, limit):
+        if terminator:
+            record += terminator
+        if len(record) > limit and framing is not Framing.STREAM:
+            check_size(where.label, len(record), limit, whole=False)
+        put(record, meta, nowait, timeout)
     if framing is Framing.STREAM:
         put(b"", meta, nowait, timeout)  # the end marker
 
@@ -222,6 +235,8 @@ def recv(
             "--type",
             "-t",
             metavar="N",
+            min=-TYPE_MAX,
+            max=TYPE_MAX,
             help="SysV: 0 any (default), N>0 that type, N<0 lowest type up to |N|.",
         ),
     ] = None,

@@ -70,20 +70,34 @@ class PosixQueue:
         self, name: str, *, create: bool = False, mode: int = 0o600, write: bool = True
     ) -> None:
         self.name = self.label = name
-        defaults = limits()
         try:
-            self.queue = posix_ipc.MessageQueue(
-                name,
-                posix_ipc.O_CREAT if create else 0,
+            self.queue = self._open(create, mode, write)
+        except (posix_ipc.ExistentialError, posix_ipc.PermissionsError) as exc:
+            raise _errors(name, exc) from None
+        self.message_limit = self.queue.max_message_size
+
+    def _open(self, create: bool, mode: int, write: bool) -> Any:
+        defaults = limits()
+
+        def open_queue(flags: int) -> Any:
+            return posix_ipc.MessageQueue(
+                self.name,
+                flags,
                 mode,
                 max_messages=defaults["msg_default"],
                 max_message_size=defaults["msgsize_default"],
                 read=not write,
                 write=write,
             )
-        except (posix_ipc.ExistentialError, posix_ipc.PermissionsError) as exc:
-            raise _errors(name, exc) from None
-        self.message_limit = self.queue.max_message_size
+
+        if not create:
+            return open_queue(0)
+        try:
+            queue = open_queue(posix_ipc.O_CREX)
+        except posix_ipc.ExistentialError:  # it exists already: use it as it is
+            return open_queue(0)
+        os.fchmod(queue.mqd, mode)  # mq_open applies the umask; --mode means exactly mode
+        return queue
 
     def close(self) -> None:
         self.queue.close()
@@ -93,19 +107,22 @@ class PosixQueue:
 
     def put(self, data: bytes, priority: int, nowait: bool, timeout: float | None) -> None:
         try:
-            self.queue.send(data, 0, priority)
+            self.queue.send(data, 0, priority)  # the fast path: room in the queue
         except posix_ipc.BusyError:
             if nowait:
                 raise WouldBlock(self.label, "queue is full") from None
-            wait_for(
-                lambda: self.queue.send(data, None, priority),
-                timeout=timeout,
-                obj=self.label,
-                signaled=posix_ipc.SignalError,
-            )
+            self._put_blocking(data, priority, timeout)
         except ValueError:
             self.check_size(len(data))
             raise
+
+    def _put_blocking(self, data: bytes, priority: int, timeout: float | None) -> None:
+        wait_for(
+            lambda: self.queue.send(data, None, priority),
+            timeout=timeout,
+            obj=self.label,
+            signaled=posix_ipc.SignalError,
+        )
 
     def poll(self, _selector: int = 0) -> tuple[bytes, int] | None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from typing import Any
 
@@ -12,6 +13,7 @@ from ipctool_plugins.msgq.limits import check_size
 from ipctool.api import (
     NotFound,
     PermissionDenied,
+    TooLarge,
     WouldBlock,
     format_key,
     idle_seconds,
@@ -93,21 +95,29 @@ class SysvQueue:
 
     def put(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
         try:
-            self.queue.send(data, False, mtype)
-        except sysv_ipc.BusyError:
-            if nowait:
-                raise WouldBlock(self.label, "queue is full") from None
+            self.queue.send(data, False, mtype)  # the fast path: room in the queue
+        except Exception:
+            self._put_slowly(data, mtype, nowait, timeout)
+
+    def _put_slowly(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
+        try:
+            try:
+                self.queue.send(data, False, mtype)
+                return
+            except sysv_ipc.BusyError:
+                if nowait:
+                    raise WouldBlock(self.label, "queue is full") from None
+            except ValueError:
+                self.check_size(len(data))
+                raise
             wait_for(
                 lambda: self.queue.send(data, True, mtype),
                 timeout=timeout,
                 obj=self.label,
                 signaled=sysv_ipc.Error,
             )
-        except sysv_ipc.PermissionsError:
-            raise PermissionDenied(self.label, "permission denied") from None
-        except ValueError:
-            self.check_size(len(data))
-            raise
+        except (sysv_ipc.Error, OSError) as exc:
+            raise self._translate(exc) from None
 
     def poll(self, mtype: int) -> tuple[bytes, int] | None:
         """One message if one is there now, else None."""
@@ -115,10 +125,8 @@ class SysvQueue:
             return self.queue.receive(False, mtype)
         except sysv_ipc.BusyError:
             return None
-        except sysv_ipc.PermissionsError:
-            raise PermissionDenied(self.label, "permission denied") from None
-        except sysv_ipc.ExistentialError:
-            raise NotFound(self.label, "queue was removed") from None
+        except (sysv_ipc.Error, OSError) as exc:
+            raise self._translate(exc) from None
 
     def wait(self, mtype: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
         """Block for a message; callers poll() first, so none is waiting now."""
@@ -132,8 +140,22 @@ class SysvQueue:
                 signaled=sysv_ipc.Error,
                 watch_stdout=True,
             )
-        except sysv_ipc.ExistentialError:
-            raise NotFound(self.label, "queue was removed") from None
+        except (sysv_ipc.Error, OSError) as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        """sysv_ipc's errors as ipctool's, with this queue named."""
+        if isinstance(exc, sysv_ipc.PermissionsError):
+            return PermissionDenied(self.label, "permission denied")
+        if isinstance(exc, sysv_ipc.ExistentialError):
+            return NotFound(self.label, "queue was removed")
+        if isinstance(exc, OSError) and exc.errno == errno.E2BIG:
+            return TooLarge(
+                self.label,
+                f"a waiting message is larger than msgmax ({msgmax()} bytes) now; "
+                "it stays in the queue",
+            )
+        return exc
 
 
 def _record(row: dict[str, str]) -> dict[str, Any]:
@@ -145,7 +167,7 @@ def _record(row: dict[str, str]) -> dict[str, Any]:
         with contextlib.suppress(sysv_ipc.Error):  # unreadable to us: the kernel won't say
             max_bytes = sysv_ipc.MessageQueue(signed_key(key)).max_size
     return {
-        "target": format_key(key) if key else f"--id {row['msqid']}",
+        "target": format_key(key) if key else f"--id={row['msqid']}",
         "kind": "sysv",
         "key": key,
         "id": int(row["msqid"]),
@@ -157,6 +179,7 @@ def _record(row: dict[str, str]) -> dict[str, Any]:
         "bytes": int(row["cbytes"]),
         "max_bytes": max_bytes,
         "max_message": msgmax(),
+        "max_messages": None,
         "last_send_pid": lspid or None,
         "last_send_alive": pid_alive(lspid),
         "last_recv_pid": lrpid or None,
