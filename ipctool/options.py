@@ -42,7 +42,7 @@ Force = Annotated[
 ]
 Stale = Annotated[bool, typer.Option("--stale", help="Remove every stale object (see README).")]
 OlderThan = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--older-than",
         metavar="AGE",

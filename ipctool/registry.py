@@ -8,6 +8,7 @@ register, or to answer its hook becomes one warning naming its distribution.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from functools import cache
 from typing import Any
@@ -70,11 +71,16 @@ class Registry:
         )
 
 
+def _normal(name: str) -> str:
+    """Names match as pip matches them: case, "-", "_" and "." do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _names(env: str) -> set[str] | None:
     value = os.environ.get(env)
     if value is None:
         return None
-    return {n.strip() for n in value.split(",") if n.strip()}
+    return {_normal(n.strip()) for n in value.split(",") if n.strip()}
 
 
 def _wanted(plugin: Plugin) -> bool:
@@ -82,7 +88,7 @@ def _wanted(plugin: Plugin) -> bool:
     only, disabled = _names(LOAD_ENV), _names(DISABLE_ENV) or set()
     if only is None and not disabled:
         return True
-    names = {plugin.name, plugin.distribution}
+    names = {_normal(plugin.name), _normal(plugin.distribution)}
     return not names & disabled and (only is None or bool(names & only))
 
 
@@ -104,7 +110,7 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
         plugin.module = load()
         manager.register(plugin.module, name=plugin.key)
         manager.check_pending()  # a hook with no spec: misspelled or from a newer ipctool
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a plugin calling sys.exit is broken too
         if plugin.module is not None and manager.is_registered(plugin.module):
             manager.unregister(plugin.module)
         registry.warnings.append(f"plugin {plugin.label} failed to load: {_describe(exc)}; skipped")
@@ -117,7 +123,7 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
             for mech in found:
                 if not isinstance(mech, Mechanism) or not NAME_PATTERN.match(mech.name):
                     raise TypeError(f"not a valid Mechanism: {mech!r}")
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             manager.unregister(plugin.module)
             registry.warnings.append(
                 f"plugin {plugin.label} gave no usable mechanisms: {_describe(exc)}; skipped"

@@ -55,7 +55,9 @@ def _installed() -> _Signals:
     global _signals
     if _signals is None:
         _signals = _Signals()
-        signal.signal(signal.SIGINT, _signals.on_interrupt)
+        # A shell starts background jobs with SIGINT ignored; Ctrl-C is not theirs.
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, _signals.on_interrupt)
         signal.signal(signal.SIGALRM, _signals.on_alarm)
     return _signals
 

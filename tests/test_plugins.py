@@ -95,14 +95,19 @@ def test_broken_plugins_only_warn(tmp_path: Path) -> None:
     make_distribution(tmp_path, "ipctool-badhook", "badhook", "badhook_plug", bad_hook)
     typo = "from ipctool.api import hookimpl\n@hookimpl\ndef ipctool_mechanism(): ...\n"
     make_distribution(tmp_path, "ipctool-typo", "typo", "typo_plug", typo)
+    make_distribution(tmp_path, "ipctool-exits", "exits", "exits_plug", "raise SystemExit(3)\n")
     result = ipctool(tmp_path, "msgq", "inspect", "--limits", "--json")
     assert result.code == 0, result.err
     warnings = result.err.splitlines()
-    assert len(warnings) == 3, warnings
-    for dist in ("ipctool-broken", "ipctool-badhook", "ipctool-typo"):
+    assert len(warnings) == 4, warnings
+    for dist in ("ipctool-broken", "ipctool-badhook", "ipctool-typo", "ipctool-exits"):
         assert any(dist in w and w.startswith("ipctool: warning:") for w in warnings), dist
-    quiet = ipctool(
-        tmp_path, "msgq", "inspect", "--limits", IPCTOOL_DISABLE_PLUGINS="broken,badhook,typo"
+    quiet = ipctool(  # names match as pip matches them: ipctool_exits is ipctool-exits
+        tmp_path,
+        "msgq",
+        "inspect",
+        "--limits",
+        IPCTOOL_DISABLE_PLUGINS="broken,badhook,typo,ipctool_exits",
     )
     assert quiet.code == 0 and quiet.stderr == b""
 
@@ -112,7 +117,9 @@ def test_two_plugins_claiming_one_mechanism(tmp_path: Path) -> None:
     clash = ipctool(tmp_path, "msgq", "inspect")
     assert clash.code == 1
     error = clash.err.strip().splitlines()[-1]
-    assert "ipctool 0" in error and "ipctool-dupq 1.0" in error, error
+    from ipctool import __version__
+
+    assert f"ipctool {__version__}" in error and "ipctool-dupq 1.0" in error, error
     fixed = ipctool(tmp_path, "msgq", "inspect", "--limits", IPCTOOL_DISABLE_PLUGINS="ipctool-dupq")
     assert fixed.code == 0, fixed.err
 

@@ -9,9 +9,26 @@ from ipctool.errors import ExitCode
 README = (Path(__file__).parents[1] / "README.md").read_text()
 
 
+MEANINGS = {  # the words each code's README row must use
+    ExitCode.OK: "success",
+    ExitCode.FAILURE: "failure",
+    ExitCode.USAGE: "usage",
+    ExitCode.NOT_FOUND: "not found",
+    ExitCode.PERMISSION: "permission denied",
+    ExitCode.WOULD_BLOCK: "would block",
+    ExitCode.REFUSED: "refused",
+    ExitCode.TOO_LARGE: "too large",
+    ExitCode.TIMEOUT: "timeout",
+    ExitCode.INTERRUPTED: "interrupted",
+    ExitCode.BROKEN_PIPE: "pipe was closed",
+}
+
+
 def test_exit_code_table_matches_the_code() -> None:
     table = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", README, re.MULTILINE))
     assert sorted(map(int, table)) == sorted(code.value for code in ExitCode)
+    for code, words in MEANINGS.items():
+        assert words in table[str(code.value)].lower(), (code, table[str(code.value)])
 
 
 def test_every_hook_is_documented() -> None:

@@ -50,6 +50,11 @@ app = new_app(
     help="""Message queues: SysV (KEY in decimal or 0x-hex, or --id ID) and POSIX (/NAME).
 
 A queue is created owner-only (0600) by the first send unless --mode says otherwise.""",
+    epilog="""\b
+Examples:
+  echo hi | ipctool msgq send 12345 && ipctool msgq recv 12345
+  ipctool msgq inspect --json
+  ipctool msgq clean --stale --dry-run""",
 )
 
 Target = Annotated[
@@ -352,6 +357,8 @@ def pid_cell(pid: int | None, alive: bool | None) -> str:
     return f"{pid}" + ("" if alive else " (gone)")
 
 
+DEFAULT_STALE_AGE = 86400.0  # clean --stale: a day without a send, receive or change
+
 TABLE_COLUMNS = [
     "target",
     "kind",
@@ -406,6 +413,8 @@ def inspect(
       ipctool msgq inspect --limits
     """
     if show_limits:
+        if target is not None or queue_id is not None:
+            raise UsageError(target, "--limits shows the system's limits; drop the queue")
         from ipctool_plugins.msgq import posix, sysv
 
         values = {"sysv": sysv.limits(), "posix": posix.limits()}
@@ -453,7 +462,7 @@ def clean(
     target: Target = None,
     queue_id: QueueId = None,
     stale: Stale = False,
-    older_than: OlderThan = 86400.0,
+    older_than: OlderThan = None,
     force: Force = False,
     dry_run: DryRun = False,
     as_json: Json = False,
@@ -461,9 +470,9 @@ def clean(
     """Remove one queue, or every stale queue with --stale.
 
     Stale: idle (no send, receive or change) for longer than --older-than
-    (default 1d), with no live process among its last sender and receiver
-    (SysV) or holding it open (POSIX). Queues in use or owned by another user
-    are left alone unless --force.
+    (default 1d) and not in use: no live process among its last sender and
+    receiver or blocked on it now (SysV), none holding it open (POSIX). Queues
+    in use or owned by another user are left alone unless --force.
 
     \b
     Examples:
@@ -473,8 +482,11 @@ def clean(
     """
     if stale == (target is not None or queue_id is not None):
         raise UsageError(None, "name one queue (KEY, /NAME, --id ID) or use --stale")
+    if older_than is not None and not stale:
+        raise UsageError(None, "--older-than goes with --stale")
     if stale:
-        candidates = [r for r in all_records() if r["idle_seconds"] > older_than]
+        idle = DEFAULT_STALE_AGE if older_than is None else older_than
+        candidates = [r for r in all_records() if r["idle_seconds"] > idle]
     else:
         candidates = [record_for(resolve(target, queue_id))]
     results = []

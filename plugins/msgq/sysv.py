@@ -19,6 +19,7 @@ from ipctool.api import (
     idle_seconds,
     iso_time,
     pid_alive,
+    pids_in_syscall,
     read_sysctl,
     read_table,
     signed_key,
@@ -209,10 +210,17 @@ def record_for_id(queue_id: int) -> dict[str, Any]:
     return _record(find_by_id(queue_id))
 
 
+# msgsnd and msgrcv by machine, for spotting processes blocked on a queue
+MSG_SYSCALLS = {"x86_64": {69, 70}, "aarch64": {188, 189}, "riscv64": {188, 189}}
+
+
 def in_use_by(record: dict[str, Any]) -> list[int]:
-    """Live processes that last sent to or received from the queue (not ourselves)."""
-    pids = {record["last_send_pid"], record["last_recv_pid"]} - {None, os.getpid()}
-    return sorted(pid for pid in pids if pid_alive(pid))
+    """Live processes that last sent to or received from the queue, or wait on it now."""
+    pids = {record["last_send_pid"], record["last_recv_pid"]} - {None}
+    alive = {pid for pid in pids if pid_alive(pid)}
+    calls = MSG_SYSCALLS.get(os.uname().machine, set())
+    waiting = set(pids_in_syscall(calls, record["id"])) if calls else set()
+    return sorted((alive | waiting) - {os.getpid()})
 
 
 def remove(record: dict[str, Any]) -> None:
