@@ -12,6 +12,9 @@ FAMILIES = ("Messages", "Memory", "Streams", "Network", "Signals")
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 
+# What the shared contract test sends by default: binary, with NUL, 0xff and newlines.
+PAYLOAD = b"contract \x00\xff\xfe bytes\nand a second line\n"
+
 
 class Mechanism:
     """One IPC mechanism: a command group `ipctool NAME` with the four verbs.
@@ -44,7 +47,11 @@ class ContractCase:
     test leaves nothing behind. recv_first: recv must be running before send
     (listeners, FIFOs). lasting: the object outlives both peers, so inspect and
     clean are checked on it (false for connections and signals). bad_target
-    must be refused as a usage error.
+    must be refused as a usage error. payload: the bytes send reads from stdin
+    (b"" where the mechanism carries none, as signals); expected: what recv
+    must print (default: the payload). send_target(target, receiver_pid):
+    where send goes when that is not the recv target (signal: the pid of the
+    waiting recv).
     """
 
     def __init__(
@@ -58,6 +65,9 @@ class ContractCase:
         lasting: bool = True,
         send_args: Sequence[str] = (),
         recv_args: Sequence[str] = (),
+        payload: bytes = PAYLOAD,
+        expected: bytes | None = None,
+        send_target: Callable[[str, int], str] | None = None,
     ) -> None:
         self.mechanism = mechanism
         self.label = label
@@ -68,6 +78,9 @@ class ContractCase:
         self.lasting = lasting
         self.send_args = tuple(send_args)
         self.recv_args = tuple(recv_args)
+        self.payload = payload
+        self.expected = expected
+        self.send_target = send_target
 
     def __str__(self) -> str:
         return f"{self.mechanism}-{self.label}"

@@ -20,10 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ipctool.contract import VERBS, ContractCase
+from ipctool.contract import PAYLOAD, VERBS, ContractCase
 from ipctool.registry import Registry, build_registry
-
-PAYLOAD = b"contract \x00\xff\xfe bytes\nand a second line\n"
 
 
 @dataclass
@@ -91,12 +89,16 @@ def assert_one_line_error(result: Result, mechanism: str, code: int) -> None:
     assert "Traceback" not in result.err
 
 
-def round_trip(case: ContractCase, target: str, payload: bytes = PAYLOAD) -> bytes:
+def round_trip(case: ContractCase, target: str) -> bytes:
     """send then recv (or recv first, for listeners); returns what recv printed."""
-    send_args = ["send", target, *case.send_args]
     recv_args = [case.mechanism, "recv", target, *case.recv_args, "--timeout", "10"]
+
+    def send(receiver_pid: int = 0) -> Result:
+        send_target = case.send_target(target, receiver_pid) if case.send_target else target
+        return run(case.mechanism, "send", send_target, *case.send_args, input=case.payload)
+
     if not case.recv_first:
-        sent = run(case.mechanism, *send_args, input=payload)
+        sent = send()
         assert sent.code == 0, sent.err
         got = run(*recv_args)
         assert got.code == 0, got.err
@@ -105,7 +107,7 @@ def round_trip(case: ContractCase, target: str, payload: bytes = PAYLOAD) -> byt
     try:
         deadline = time.monotonic() + 10
         while True:  # the receiver may not be listening yet
-            sent = run(case.mechanism, *send_args, input=payload)
+            sent = send(receiver.pid)
             if sent.code == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -127,7 +129,8 @@ def check_contract(case: ContractCase) -> None:
     mech = case.mechanism
     target = case.new_target()  # outside the try: nothing to remove if this fails
     try:
-        assert round_trip(case, target) == PAYLOAD
+        expected = case.payload if case.expected is None else case.expected
+        assert round_trip(case, target) == expected
         if case.lasting:  # an object that outlives its peers: inspect and clean it
             assert run(mech, "send", target, *case.send_args, input=b"x").code == 0
             one = run(mech, "inspect", target, "--json")
