@@ -23,6 +23,18 @@ from typing import Any
 from ipctool.contract import PAYLOAD, VERBS, ContractCase
 from ipctool.registry import Registry, build_registry
 
+__all__ = [
+    "PAYLOAD",
+    "ContractCase",
+    "Result",
+    "assert_one_line_error",
+    "check_contract",
+    "command",
+    "contract_cases",
+    "mechanisms_without_cases",
+    "run",
+]
+
 
 @dataclass
 class Result:
