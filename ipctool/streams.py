@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from enum import Enum
 
-from ipctool.errors import UsageError
+from ipctool.errors import UsageError, from_os_error
 
 READ_CHUNK = 1 << 16
 STDIN, STDOUT = 0, 1
@@ -43,6 +43,13 @@ def framing_from_flags(lines: bool = False, null: bool = False, stream: bool = F
     return chosen[0] if chosen else Framing.WHOLE
 
 
+def _read(fd: int, size: int) -> bytes:
+    try:
+        return os.read(fd, size)
+    except OSError as err:  # e.g. stdin closed (<&-): name it in the error line
+        raise from_os_error("stdin", err) from None
+
+
 def read_all(fd: int = STDIN, limit: int | None = None) -> bytes:
     """All of stdin, exactly (for the whole framing).
 
@@ -50,7 +57,7 @@ def read_all(fd: int = STDIN, limit: int | None = None) -> bytes:
     refuses an oversized message without holding (or waiting for) the rest.
     """
     parts, size = [], 0
-    while chunk := os.read(fd, READ_CHUNK):
+    while chunk := _read(fd, READ_CHUNK):
         parts.append(chunk)
         size += len(chunk)
         if limit is not None and size > limit:
@@ -64,7 +71,7 @@ def iter_records(separator: bytes, fd: int = STDIN) -> Iterator[bytes]:
     A last record with no separator is yielded too; an empty stdin yields none.
     """
     tail = b""
-    while chunk := os.read(fd, READ_CHUNK):
+    while chunk := _read(fd, READ_CHUNK):
         records = (tail + chunk).split(separator)
         tail = records.pop()
         yield from records
@@ -74,7 +81,7 @@ def iter_records(separator: bytes, fd: int = STDIN) -> Iterator[bytes]:
 
 def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
     """stdin in pieces of at most `size` bytes, none of them empty (for stream)."""
-    while chunk := os.read(fd, size):
+    while chunk := _read(fd, size):
         yield chunk
 
 
@@ -114,12 +121,26 @@ class RecordWriter:
     def write(self, message: bytes) -> None:
         if self.cstring:
             message = message.split(b"\0", 1)[0]
-        self.out.write(message)
-        if self.terminator:
-            self.out.write(self.terminator)
+        try:
+            self.out.write(message)
+            if self.terminator:
+                self.out.write(self.terminator)
+        except OSError as err:
+            raise _stdout_error(err) from None
 
     def write_raw(self, data: bytes) -> None:
-        self.out.write(data)
+        try:
+            self.out.write(data)
+        except OSError as err:
+            raise _stdout_error(err) from None
 
     def flush(self) -> None:
-        self.out.flush()
+        try:
+            self.out.flush()
+        except OSError as err:
+            raise _stdout_error(err) from None
+
+
+def _stdout_error(err: OSError) -> BaseException:
+    """A closed pipe stays BrokenPipeError (a quiet exit); others name stdout."""
+    return err if isinstance(err, BrokenPipeError) else from_os_error("stdout", err)

@@ -26,6 +26,7 @@ from ipctool.api import (
     Nowait,
     Null,
     OlderThan,
+    PermissionDenied,
     RecordWriter,
     Refused,
     Stale,
@@ -440,8 +441,6 @@ def inspect(
 
 def refusal(record: dict[str, Any]) -> str | None:
     """Why clean leaves this queue alone without --force, or None."""
-    import os
-
     users = backend(record["kind"] == "posix").in_use_by(record)
     if users:
         return "in use by pid " + ", ".join(map(str, users))
@@ -491,6 +490,11 @@ def clean(
         candidates = [record_for(resolve(target, queue_id))]
     results = []
     for record in candidates:
+        me = os.geteuid()
+        if me != 0 and me not in (record["uid"], record["creator_uid"]):
+            if not stale:  # --force cannot help: only owner, creator or root may remove it
+                raise PermissionDenied(record["target"], f"owned by {record['owner']}")
+            continue
         reason = None if force else refusal(record)
         if reason and not stale:
             raise Refused(record["target"], f"{reason}; --force removes it anyway")
