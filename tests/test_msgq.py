@@ -483,3 +483,18 @@ def test_clean_stale_skips_queues_in_use_or_not_ours() -> None:
     assert actions["0x00002001"] == ("removed", None)
     assert actions["0x00002002"][0] == "skipped" and "in use by pid" in actions["0x00002002"][1]
     assert actions["0x00002003"] == ("skipped", "owned by nobody")
+
+
+def test_stdin_and_stdout_failures_are_named(sysv_key: str) -> None:
+    closed = subprocess.run(
+        ["bash", "-c", f"{' '.join(command())} msgq send {sysv_key} <&-"], capture_output=True
+    )
+    assert closed.returncode == 1
+    assert closed.stderr.decode().strip() == "ipctool: msgq: stdin: bad file descriptor"
+    assert int(sysv_key, 16) not in sysv_keys_present()  # nothing created
+    run("msgq", "send", sysv_key, "--data", "x")
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            command("msgq", "recv", sysv_key), stdout=full, stderr=subprocess.PIPE
+        )
+    assert done.stderr.decode().strip() == "ipctool: msgq: stdout: no space left on device"
