@@ -14,6 +14,7 @@ import pytest
 
 # One tag for this whole run, inherited by xdist workers: see unique_key().
 os.environ.setdefault("IPCTOOL_TEST_TAG", str(random.randrange(256)))
+from ipctool.testing import Result, run
 from ipctool_plugins.msgq.testing import (
     remove_posix,
     remove_sysv,
@@ -22,8 +23,6 @@ from ipctool_plugins.msgq.testing import (
     unique_key,
     unique_name,
 )
-
-from ipctool.testing import Result, run
 
 PEERS = Path(__file__).parent / "peers"
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]

@@ -8,7 +8,6 @@ import os
 from typing import Annotated, Any
 
 import typer
-from ipctool_plugins.msgq.limits import check_size
 
 from ipctool.api import (
     DEFAULT_MODE,
@@ -46,6 +45,7 @@ from ipctool.api import (
     print_table,
     stdin_records,
 )
+from ipctool_plugins.msgq.limits import check_size
 
 app = new_app(
     help="""Message queues: SysV (KEY in decimal or 0x-hex, or --id ID) and POSIX (/NAME).
@@ -111,7 +111,9 @@ def backend(posix: bool) -> Any:
     return sysv
 
 
-def open_queue(where: Where, *, create: bool = False, mode: int = DEFAULT_MODE, write: bool = True):
+def open_queue(
+    where: Where, *, create: bool = False, mode: int = DEFAULT_MODE, write: bool = True
+) -> Any:
     if where.posix:
         from ipctool_plugins.msgq.posix import PosixQueue
 
@@ -126,12 +128,8 @@ def open_queue(where: Where, *, create: bool = False, mode: int = DEFAULT_MODE, 
 def new_queue_limit(where: Where) -> int:
     """The largest message a queue created now would take."""
     if where.posix:
-        from ipctool_plugins.msgq.posix import limits
-
-        return limits()["msgsize_default"]
-    from ipctool_plugins.msgq.sysv import msgmax
-
-    return msgmax()
+        return backend(True).limits()["msgsize_default"]
+    return backend(False).msgmax()
 
 
 def message_meta(where: Where, mtype: int | None, priority: int | None, sending: bool) -> int:

@@ -7,7 +7,6 @@ import subprocess
 from typing import Any
 
 import posix_ipc
-from ipctool_plugins.msgq.limits import check_size
 
 from ipctool.api import (
     NotFound,
@@ -20,6 +19,7 @@ from ipctool.api import (
     user_name,
     wait_for,
 )
+from ipctool_plugins.msgq.limits import check_size
 
 SYSCTL = "/proc/sys/fs/mqueue/"
 MOUNT_POINT = "/dev/mqueue"

@@ -8,7 +8,6 @@ import os
 from typing import Any
 
 import sysv_ipc
-from ipctool_plugins.msgq.limits import check_size
 
 from ipctool.api import (
     NotFound,
@@ -26,6 +25,7 @@ from ipctool.api import (
     user_name,
     wait_for,
 )
+from ipctool_plugins.msgq.limits import check_size
 
 PROC_TABLE = "/proc/sysvipc/msg"
 MSGMAX = "/proc/sys/kernel/msgmax"
