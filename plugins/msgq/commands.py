@@ -279,6 +279,8 @@ def recv(
     selector = message_meta(where, mtype, None, sending=False)
     if framing is Framing.STREAM and (follow or as_json or count != 1):
         raise UsageError(None, "--stream receives one whole stream; drop --count/--follow/--json")
+    if follow and count != 1:
+        raise UsageError(None, "--follow receives until stopped; --count N stops after N")
     if create and where.queue_id is not None:
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
