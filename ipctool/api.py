@@ -50,7 +50,14 @@ if TYPE_CHECKING:
     )
     from ipctool.options import Timeout as TimeoutOption
     from ipctool.output import data_fields, json_line, print_json, print_table
-    from ipctool.streams import Framing, RecordWriter, framing_from_flags, stdin_records
+    from ipctool.streams import (
+        Framing,
+        RecordWriter,
+        framing_from_flags,
+        stdin_records,
+        write_messages,
+        write_stream,
+    )
     from ipctool.system import (
         idle_seconds,
         iso_time,
@@ -113,7 +120,15 @@ _LAZY = {
     ),
     **dict.fromkeys(["data_fields", "json_line", "print_json", "print_table"], "ipctool.output"),
     **dict.fromkeys(
-        ["Framing", "RecordWriter", "framing_from_flags", "stdin_records"], "ipctool.streams"
+        [
+            "Framing",
+            "RecordWriter",
+            "framing_from_flags",
+            "stdin_records",
+            "write_messages",
+            "write_stream",
+        ],
+        "ipctool.streams",
     ),
     **dict.fromkeys(
         [
@@ -200,6 +215,8 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "stdin_records",
     "user_name",
     "wait_for",
+    "write_messages",
+    "write_stream",
 ]
 
 

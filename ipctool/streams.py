@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
+from typing import Any
 
 from ipctool.errors import UsageError, from_os_error
 
@@ -118,6 +119,10 @@ class RecordWriter:
         self.terminator = framing.separator
         self.cstring = cstring
 
+    def cut(self, message: bytes) -> bytes:
+        """The message as --cstring shows it: up to its first NUL."""
+        return message.split(b"\0", 1)[0] if self.cstring else message
+
     def write(self, message: bytes) -> None:
         if self.cstring:
             message = message.split(b"\0", 1)[0]
@@ -144,3 +149,63 @@ class RecordWriter:
 def _stdout_error(err: OSError) -> BaseException:
     """A closed pipe stays BrokenPipeError (a quiet exit); others name stdout."""
     return err if isinstance(err, BrokenPipeError) else from_os_error("stdout", err)
+
+
+def write_messages(
+    poll: Callable[[], tuple[bytes, Any] | None],
+    wait: Callable[[], tuple[bytes, Any]],
+    writer: RecordWriter,
+    *,
+    count: int = 1,
+    follow: bool = False,
+    meta_key: str | None = None,
+    as_json: bool = False,
+) -> None:
+    """recv for any message mechanism: `count` messages, or all until idle with `follow`.
+
+    poll() returns a (data, meta) waiting now or None; wait() blocks for one and
+    raises Timeout or WouldBlock, which end a --follow quietly. Output is
+    flushed before every wait, so a reader sees each message at once while
+    bursts still leave in large writes. With as_json, each message is one JSON
+    line with `meta_key` (e.g. "type") holding its meta.
+    """
+    from ipctool.errors import Timeout, WouldBlock
+
+    remaining = -1 if follow else count
+    write = writer.write
+    while remaining:
+        message = poll()
+        if message is None:
+            writer.flush()
+            try:
+                message = wait()
+            except (Timeout, WouldBlock):
+                if follow:
+                    break
+                raise
+        if as_json:
+            from ipctool.output import data_fields, json_line
+
+            body = writer.cut(message[0])
+            writer.write_raw(json_line({meta_key or "meta": message[1], **data_fields(body)}))
+        else:
+            write(message[0])
+        remaining -= 1
+    writer.flush()
+
+
+def write_stream(
+    poll: Callable[[], tuple[bytes, Any] | None],
+    wait: Callable[[], tuple[bytes, Any]],
+    writer: RecordWriter,
+) -> None:
+    """recv --stream: message bodies back to back until an empty one, the end marker."""
+    while True:
+        message = poll()
+        if message is None:
+            writer.flush()
+            message = wait()
+        if not message[0]:
+            break
+        writer.write_raw(message[0])
+    writer.flush()

@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: typer would then resolve every
 annotation from a string when it builds a verb, which costs start-up time.
 """
 
+import functools
 import os
 from typing import Annotated, Any
 
@@ -30,20 +31,18 @@ from ipctool.api import (
     Refused,
     Stale,
     Stream,
-    Timeout,
     TimeoutOption,
     UsageError,
-    WouldBlock,
-    data_fields,
     format_key,
     framing_from_flags,
-    json_line,
     new_app,
     parse_posix_name,
     parse_sysv_key,
     print_json,
     print_table,
     stdin_records,
+    write_messages,
+    write_stream,
 )
 from ipctool_plugins.msgq.limits import check_size
 
@@ -285,44 +284,15 @@ def recv(
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
     writer = RecordWriter(framing, cstring)
+    poll = functools.partial(queue.poll, selector)
+    wait = functools.partial(queue.wait, selector, nowait, timeout)
     if framing is Framing.STREAM:
-        receive_stream(queue, selector, nowait, timeout, writer)
-        return
-    meta_key = "priority" if where.posix else "type"
-    remaining = -1 if follow else count
-    poll, write = queue.poll, writer.write
-    while remaining:
-        message = poll(selector)
-        if message is None:
-            writer.flush()  # show what came so far before waiting
-            try:
-                message = queue.wait(selector, nowait, timeout)
-            except (Timeout, WouldBlock):
-                if follow:
-                    break  # --follow ends quietly when idle for --timeout, or drained
-                raise
-        if as_json:
-            body = message[0].split(b"\0", 1)[0] if cstring else message[0]
-            writer.write_raw(json_line({meta_key: message[1], **data_fields(body)}))
-        else:
-            write(message[0])
-        remaining -= 1
-    writer.flush()
-
-
-def receive_stream(
-    queue: Any, selector: int, nowait: bool, timeout: float | None, writer: RecordWriter
-) -> None:
-    """Write stream pieces back to back until the empty end marker."""
-    while True:
-        message = queue.poll(selector)
-        if message is None:
-            writer.flush()
-            message = queue.wait(selector, nowait, timeout)
-        if not message[0]:
-            break
-        writer.write_raw(message[0])
-    writer.flush()
+        write_stream(poll, wait, writer)
+    else:
+        meta_key = "priority" if where.posix else "type"
+        write_messages(
+            poll, wait, writer, count=count, follow=follow, meta_key=meta_key, as_json=as_json
+        )
 
 
 def all_records() -> list[dict[str, Any]]:
