@@ -66,18 +66,25 @@ def read_all(fd: int = STDIN, limit: int | None = None) -> bytes:
     return b"".join(parts)
 
 
-def iter_records(separator: bytes, fd: int = STDIN) -> Iterator[bytes]:
-    """Records of stdin without their separator, as soon as each is complete.
+def iter_record_batches(separator: bytes, fd: int = STDIN) -> Iterator[list[bytes]]:
+    """Records of stdin without their separator, a batch per read, as soon as each
+    is complete (a batch per read keeps the per-record cost to a list step).
 
-    A last record with no separator is yielded too; an empty stdin yields none.
+    A last record with no separator comes too; an empty stdin gives none.
     """
     tail = b""
     while chunk := _read(fd, READ_CHUNK):
         records = (tail + chunk).split(separator)
         tail = records.pop()
-        yield from records
+        if records:
+            yield records
     if tail:
-        yield tail
+        yield [tail]
+
+
+def iter_records(separator: bytes, fd: int = STDIN) -> Iterator[bytes]:
+    for batch in iter_record_batches(separator, fd):
+        yield from batch
 
 
 def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
@@ -86,25 +93,31 @@ def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
         yield chunk
 
 
-def stdin_records(framing: Framing, data: bytes | None, max_size: int) -> Iterator[bytes]:
-    """What send transmits, one message at a time. `data` (from --data) replaces stdin.
+def stdin_batches(framing: Framing, data: bytes | None, max_size: int) -> Iterator[list[bytes]]:
+    """What send transmits, in batches of messages. `data` (--data) replaces stdin.
 
     The whole framing reads at most max_size + 1 bytes: more cannot be sent.
     """
     if framing is Framing.WHOLE:
-        yield read_all(limit=max_size) if data is None else data
+        yield [read_all(limit=max_size) if data is None else data]
     elif framing is Framing.STREAM:
         if data is None:
-            yield from iter_chunks(max_size)
+            yield from ([chunk] for chunk in iter_chunks(max_size))
         else:
-            yield from (data[i : i + max_size] for i in range(0, len(data), max_size))
+            yield [data[i : i + max_size] for i in range(0, len(data), max_size)]
     elif data is None:
-        yield from iter_records(framing.separator)
+        yield from iter_record_batches(framing.separator)
     else:
         records = data.split(framing.separator)
         if records[-1] == b"":
             records.pop()
-        yield from records
+        yield records
+
+
+def stdin_records(framing: Framing, data: bytes | None, max_size: int) -> Iterator[bytes]:
+    """What send transmits, one message at a time (see stdin_batches)."""
+    for batch in stdin_batches(framing, data, max_size):
+        yield from batch
 
 
 class RecordWriter:
@@ -133,6 +146,21 @@ class RecordWriter:
         except OSError as err:
             raise _stdout_error(err) from None
 
+    def write_many(self, messages: list[tuple[bytes, Any]], _meta_key: Any = None) -> None:
+        """Several (data, meta) messages in one write, each framed as write() frames it."""
+        bodies = [self.cut(m[0]) for m in messages] if self.cstring else [m[0] for m in messages]
+        if self.terminator:
+            bodies.append(b"")  # join puts a terminator after every body
+        self.write_raw(self.terminator.join(bodies))
+
+    def write_json_many(self, messages: list[tuple[bytes, Any]], meta_key: str | None) -> None:
+        from ipctool.output import data_fields, json_line
+
+        key = meta_key or "meta"
+        self.write_raw(
+            b"".join(json_line({key: m[1], **data_fields(self.cut(m[0]))}) for m in messages)
+        )
+
     def write_raw(self, data: bytes) -> None:
         try:
             self.out.write(data)
@@ -151,8 +179,12 @@ def _stdout_error(err: OSError) -> BaseException:
     return err if isinstance(err, BrokenPipeError) else from_os_error("stdout", err)
 
 
+BATCH = 1024  # messages gathered before one write: bounded, so output keeps flowing
+
+
 def write_messages(
-    poll: Callable[[], tuple[bytes, Any] | None],
+    poll: Callable[[], tuple[bytes, Any]],
+    empty: type[BaseException] | tuple[type[BaseException], ...],
     wait: Callable[[], tuple[bytes, Any]],
     writer: RecordWriter,
     *,
@@ -163,33 +195,37 @@ def write_messages(
 ) -> None:
     """recv for any message mechanism: `count` messages, or all until idle with `follow`.
 
-    poll() returns a (data, meta) waiting now or None; wait() blocks for one and
-    raises Timeout or WouldBlock, which end a --follow quietly. Output is
-    flushed before every wait, so a reader sees each message at once while
-    bursts still leave in large writes. With as_json, each message is one JSON
-    line with `meta_key` (e.g. "type") holding its meta.
+    poll() returns a (data, meta) waiting now, or raises `empty`; it is called
+    once per message, so it should be the library's own non-blocking receive.
+    wait() blocks for one and raises Timeout or WouldBlock, which end a
+    --follow quietly. Messages already waiting go out together in one write;
+    output is flushed before every wait, so a reader sees each message at once.
+    With as_json, each message is one JSON line with `meta_key` holding its meta.
     """
     from ipctool.errors import Timeout, WouldBlock
 
+    emit = writer.write_json_many if as_json else writer.write_many
     remaining = -1 if follow else count
-    write = writer.write
     while remaining:
-        message = poll()
-        if message is None:
-            writer.flush()
-            try:
-                message = wait()
-            except (Timeout, WouldBlock):
-                if follow:
-                    break
-                raise
-        if as_json:
-            from ipctool.output import data_fields, json_line
-
-            body = writer.cut(message[0])
-            writer.write_raw(json_line({meta_key or "meta": message[1], **data_fields(body)}))
-        else:
-            write(message[0])
+        batch: list[tuple[bytes, Any]] = []
+        append = batch.append
+        try:
+            while remaining and len(batch) < BATCH:
+                append(poll())
+                remaining -= 1
+        except empty:
+            pass
+        if batch:
+            emit(batch, meta_key)
+            continue
+        writer.flush()
+        try:
+            message = wait()
+        except (Timeout, WouldBlock):
+            if follow:
+                break
+            raise
+        emit([message], meta_key)
         remaining -= 1
     writer.flush()
 

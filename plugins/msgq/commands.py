@@ -32,6 +32,7 @@ from ipctool.api import (
     Stale,
     Stream,
     TimeoutOption,
+    TooLarge,
     UsageError,
     format_key,
     framing_from_flags,
@@ -40,6 +41,7 @@ from ipctool.api import (
     parse_sysv_key,
     print_json,
     print_table,
+    stdin_batches,
     stdin_records,
     write_messages,
     write_stream,
@@ -218,12 +220,13 @@ def send(
     if framing is Framing.WHOLE:
         put(whole, meta, nowait, timeout)
         return
-    for record in stdin_records(framing, payload, limit):
-        if terminator:
-            record += terminator
-        if len(record) > limit and framing is not Framing.STREAM:
-            check_size(where.label, len(record), limit, whole=False)
-        put(record, meta, nowait, timeout)
+    for batch in stdin_batches(framing, payload, limit):
+        for record in [r + terminator for r in batch] if terminator else batch:
+            try:
+                put(record, meta, nowait, timeout)
+            except TooLarge:  # a --lines/--null record: earlier ones went already
+                check_size(where.label, len(record), limit, whole=False)
+                raise
     if framing is Framing.STREAM:
         put(b"", meta, nowait, timeout)  # the end marker
 
@@ -284,15 +287,24 @@ def recv(
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
     writer = RecordWriter(framing, cstring)
-    poll = functools.partial(queue.poll, selector)
     wait = functools.partial(queue.wait, selector, nowait, timeout)
     if framing is Framing.STREAM:
-        write_stream(poll, wait, writer)
-    else:
-        meta_key = "priority" if where.posix else "type"
+        write_stream(functools.partial(queue.poll, selector), wait, writer)
+        return
+    poll, empty = queue.poller(selector)
+    try:
         write_messages(
-            poll, wait, writer, count=count, follow=follow, meta_key=meta_key, as_json=as_json
+            poll,
+            empty,
+            wait,
+            writer,
+            count=count,
+            follow=follow,
+            meta_key="priority" if where.posix else "type",
+            as_json=as_json,
         )
+    except Exception as exc:  # the library's own errors, from the direct poll
+        raise queue.translate(exc) from None
 
 
 def all_records() -> list[dict[str, Any]]:

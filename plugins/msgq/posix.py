@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from typing import Any
@@ -123,6 +124,13 @@ class PosixQueue:
             obj=self.label,
             signaled=posix_ipc.SignalError,
         )
+
+    def poller(self, _selector: int = 0) -> tuple[Any, type[BaseException]]:
+        """posix_ipc's own non-blocking receive and what it raises on an empty queue."""
+        return functools.partial(self.queue.receive, 0), posix_ipc.BusyError
+
+    def translate(self, exc: BaseException) -> BaseException:
+        return _errors(self.label, exc) if isinstance(exc, posix_ipc.Error) else exc
 
     def poll(self, _selector: int = 0) -> tuple[bytes, int] | None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 from typing import Any
 
@@ -101,6 +102,7 @@ class SysvQueue:
             self._put_slowly(data, mtype, nowait, timeout)
 
     def _put_slowly(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
+        self.check_size(len(data))  # msgsnd says only EINVAL for a message over msg_qbytes
         try:
             try:
                 self.queue.send(data, False, mtype)
@@ -119,6 +121,14 @@ class SysvQueue:
             )
         except (sysv_ipc.Error, OSError) as exc:
             raise self._translate(exc) from None
+
+    def poller(self, mtype: int) -> tuple[Any, type[BaseException]]:
+        """sysv_ipc's own non-blocking receive, and what it raises on an empty queue:
+        recv's hot loop calls it directly (errors go through translate())."""
+        return functools.partial(self.queue.receive, False, mtype), sysv_ipc.BusyError
+
+    def translate(self, exc: BaseException) -> BaseException:
+        return self._translate(exc) if isinstance(exc, (sysv_ipc.Error, OSError)) else exc
 
     def poll(self, mtype: int) -> tuple[bytes, int] | None:
         """One message if one is there now, else None."""
