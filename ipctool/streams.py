@@ -215,6 +215,10 @@ def write_messages(
                 remaining -= 1
         except empty:
             pass
+        except KeyboardInterrupt:  # what left the kernel already must not be lost
+            emit(batch, meta_key)
+            writer.flush()
+            raise
         if batch:
             emit(batch, meta_key)
             continue
