@@ -117,7 +117,7 @@ class MechanismGroup(typer.core.TyperGroup):
         MechanismGroup.current = cmd_name
         try:
             group = load_mechanism_group(mech)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit is a broken plugin too
             plugin = registry.providers[cmd_name]
             raise IpcError(
                 None, f"plugin {plugin.label} is broken: {runner.describe(exc)}"
@@ -216,7 +216,7 @@ def plugins_command(
         for mech in plugin.mechanisms:
             try:
                 verbs = sorted(load_mechanism_group(mech).verbs)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 verbs = []
                 warn(f"plugin {plugin.label}: {mech.name}: {runner.describe(exc)}")
             mechanisms.append({"name": mech.name, "family": mech.family, "verbs": verbs})

@@ -31,7 +31,7 @@ Timeout = Annotated[
         "--timeout",
         metavar="SECONDS",
         parser=_parser(parse_timeout),
-        help="Wait at most SECONDS (exit 124 after).",
+        help="Wait at most SECONDS (exit 124 after); inf waits forever.",
     ),
 ]
 Nowait = Annotated[bool, typer.Option("--nowait", help="Never wait: exit 5 if it would block.")]

@@ -7,10 +7,19 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 
+def _stdout() -> Any:
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        from ipctool.errors import IpcError
+
+        raise IpcError("stdout", "closed")
+    return sys.stdout
+
+
 def print_json(document: Any) -> None:
     """One JSON document on stdout (for --json of inspect, clean, plugins)."""
     import json
 
+    _stdout()
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
@@ -46,7 +55,7 @@ def print_table(
         table.add_row(*("" if cell is None else str(cell) for cell in row))
         count += 1
     # Piped into grep or less, rows stay whole instead of folding at 80 columns.
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+    console = Console(soft_wrap=False, width=None if _stdout().isatty() else 250)
     if count:
         console.print(table)
     else:

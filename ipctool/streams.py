@@ -128,7 +128,11 @@ class RecordWriter:
     """
 
     def __init__(self, framing: Framing, cstring: bool = False, fd: int = STDOUT) -> None:
-        self.out = io.BufferedWriter(io.FileIO(fd, "wb", closefd=False), buffer_size=1 << 16)
+        try:
+            raw = io.FileIO(fd, "wb", closefd=False)
+        except OSError as err:  # stdout closed (>&-)
+            raise _stdout_error(err) from None
+        self.out = io.BufferedWriter(raw, buffer_size=1 << 16)
         self.terminator = framing.separator
         self.cstring = cstring
 
@@ -203,34 +207,34 @@ def write_messages(
     With as_json, each message is one JSON line with `meta_key` holding its meta.
     """
     from ipctool.errors import Timeout, WouldBlock
+    from ipctool.waiting import interrupts_deferred
 
     emit = writer.write_json_many if as_json else writer.write_many
     remaining = -1 if follow else count
     while remaining:
-        batch: list[tuple[bytes, Any]] = []
-        append = batch.append
-        try:
-            while remaining and len(batch) < BATCH:
-                append(poll())
-                remaining -= 1
-        except empty:
-            pass
-        except KeyboardInterrupt:  # what left the kernel already must not be lost
-            emit(batch, meta_key)
+        with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
+            batch: list[tuple[bytes, Any]] = []
+            append = batch.append
+            try:
+                while remaining and len(batch) < BATCH:
+                    append(poll())
+                    remaining -= 1
+            except empty:
+                pass
+            finally:  # also when poll fails: the batch so far still goes out
+                if batch:
+                    emit(batch, meta_key)
+            if batch:
+                continue
             writer.flush()
-            raise
-        if batch:
-            emit(batch, meta_key)
-            continue
-        writer.flush()
-        try:
-            message = wait()
-        except (Timeout, WouldBlock):
-            if follow:
-                break
-            raise
-        emit([message], meta_key)
-        remaining -= 1
+            try:
+                message = wait()
+            except (Timeout, WouldBlock):
+                if follow:
+                    break
+                raise
+            emit([message], meta_key)
+            remaining -= 1
     writer.flush()
 
 
@@ -240,12 +244,15 @@ def write_stream(
     writer: RecordWriter,
 ) -> None:
     """recv --stream: message bodies back to back until an empty one, the end marker."""
+    from ipctool.waiting import interrupts_deferred
+
     while True:
-        message = poll()
-        if message is None:
-            writer.flush()
-            message = wait()
-        if not message[0]:
-            break
-        writer.write_raw(message[0])
+        with interrupts_deferred():  # a piece taken from the kernel is written first
+            message = poll()
+            if message is None:
+                writer.flush()
+                message = wait()
+            if not message[0]:
+                break
+            writer.write_raw(message[0])
     writer.flush()

@@ -82,8 +82,9 @@ def idle_seconds(*timestamps: float) -> int:
 
 
 def pids_in_syscall(numbers: set[int], first_argument: int) -> list[int]:
-    """Pids of processes blocked right now in one of these system calls with this
-    first argument (from /proc/PID/syscall; processes we may not trace are skipped).
+    """Pids of processes with a thread blocked right now in one of these system
+    calls with this first argument (from /proc/PID/task/TID/syscall; processes
+    we may not trace are skipped).
 
     A process waiting in msgrcv on a queue leaves no other trace of its use.
     """
@@ -92,11 +93,17 @@ def pids_in_syscall(numbers: set[int], first_argument: int) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/syscall") as f:
-                fields = f.read().split()
+            threads = os.listdir(f"/proc/{entry}/task")
         except OSError:
             continue
-        blocked_here = len(fields) > 1 and fields[0].isdigit() and int(fields[0]) in numbers
-        if blocked_here and int(fields[1], 16) == first_argument:
-            found.append(int(entry))
+        for thread in threads:
+            try:
+                with open(f"/proc/{entry}/task/{thread}/syscall") as f:
+                    fields = f.read().split()
+            except OSError:
+                continue
+            blocked_here = len(fields) > 1 and fields[0].isdigit() and int(fields[0]) in numbers
+            if blocked_here and int(fields[1], 16) == first_argument:
+                found.append(int(entry))
+                break
     return found

@@ -17,7 +17,8 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from ipctool.errors import Timeout
@@ -60,6 +61,22 @@ def _installed() -> _Signals:
             signal.signal(signal.SIGINT, _signals.on_interrupt)
         signal.signal(signal.SIGALRM, _signals.on_alarm)
     return _signals
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block is held until its end (a blocking wait still ends
+    at once), so that messages already taken from the kernel are written first."""
+    signals = _installed()
+    outer, signals.waiting = signals.waiting, True
+    try:
+        yield
+    finally:
+        signals.waiting = outer
+    _run_pending_handlers()
+    if signals.interrupt and not outer:
+        signals.interrupt = False
+        raise KeyboardInterrupt
 
 
 def _run_pending_handlers() -> None:
@@ -105,7 +122,7 @@ def wait_for(
         slices = [s for s in (remaining, heartbeat) if s is not None]
         if slices:
             signal.setitimer(signal.ITIMER_REAL, max(min(slices), 1e-6))
-        signals.waiting = True
+        outer, signals.waiting = signals.waiting, True
         try:
             return call()
         except signaled:
@@ -119,6 +136,6 @@ def wait_for(
             if heartbeat and stdout_reader_gone():
                 raise BrokenPipeError from None
         finally:
-            signals.waiting = False
+            signals.waiting = outer
             if slices:
                 signal.setitimer(signal.ITIMER_REAL, 0)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -441,6 +442,10 @@ def test_private_queue_by_id() -> None:
         assert (
             run("msgq", "inspect", record["target"], "--json").code == 0
         )  # passes back as one word
+        queue.max_size = 100  # msg_qbytes: a bigger message would block forever
+        too_big = run("msgq", "send", "--id", queue_id, "--timeout", "5", input=b"x" * 200)
+        assert_one_line_error(too_big, "msgq", 7)
+        assert "100-byte limit" in too_big.err
         assert run("msgq", "clean", "--id", queue_id).code == 0
         assert_one_line_error(run("msgq", "recv", "--id", queue_id), "msgq", 3)
     finally:
@@ -471,18 +476,27 @@ def test_clean_stale_skips_queues_in_use_or_not_ours() -> None:
       $IPCTOOL msgq recv 0x2002 --create --timeout 30 > /dev/null &
       waiter=$!
       setpriv --reuid=nobody --regid=nogroup --clear-groups $IPCTOOL msgq send 0x2003 --data n
+      $PYTHON -c "$THREAD_WAITER" &
+      thread_waiter=$!
       sleep 2.2
       $IPCTOOL msgq clean --stale --older-than 1 --json
       status=$?
-      kill $waiter
+      kill $waiter $thread_waiter
       exit $status
     """
+    thread_waiter = (  # blocked in msgrcv in a thread other than the main one
+        "import sysv_ipc, threading\n"
+        "q = sysv_ipc.MessageQueue(0x2004, sysv_ipc.IPC_CREAT, 0o600)\n"
+        "threading.Thread(target=q.receive).start()\n"
+    )
+    script = f"PYTHON={sys.executable}; THREAD_WAITER='{thread_waiter}'; {script}"
     done = in_fresh_ipc_namespace(script)
     assert done.returncode == 0, done.stderr
     actions = {r["target"]: (r["action"], r["reason"]) for r in json.loads(done.stdout)}
     assert actions["0x00002001"] == ("removed", None)
     assert actions["0x00002002"][0] == "skipped" and "in use by pid" in actions["0x00002002"][1]
     assert actions["0x00002003"] == ("skipped", "owned by nobody")
+    assert actions["0x00002004"][0] == "skipped", actions["0x00002004"]
 
 
 def test_stdin_and_stdout_failures_are_named(sysv_key: str) -> None:
@@ -498,3 +512,41 @@ def test_stdin_and_stdout_failures_are_named(sysv_key: str) -> None:
             command("msgq", "recv", sysv_key), stdout=full, stderr=subprocess.PIPE
         )
     assert done.stderr.decode().strip() == "ipctool: msgq: stdout: no space left on device"
+
+
+def test_messages_received_before_an_error_are_written() -> None:
+    script = """
+      $IPCTOOL msgq send 0x3001 --data small1 && $IPCTOOL msgq send 0x3001 --data small2 &&
+      head -c 5000 /dev/zero | $IPCTOOL msgq send 0x3001 &&
+      echo 4096 > /proc/sys/kernel/msgmax &&
+      $IPCTOOL msgq recv 0x3001 --count 3
+      echo " exit=$?"
+    """
+    done = in_fresh_ipc_namespace(script)
+    assert done.stdout == "small1small2 exit=7\n", (done.stdout, done.stderr)
+    assert "larger than msgmax" in done.stderr
+
+
+def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path) -> None:
+    sent = [f"{i:06d}" for i in range(300_000)]  # about 0.5 s of traffic to interrupt
+    for trial, delay in enumerate((0.2, 0.35)):
+        proc = subprocess.Popen(command("msgq", "send", sysv_key, "--lines"), stdin=subprocess.PIPE)
+        feeder = threading.Thread(
+            target=proc.communicate, args=("".join(s + "\n" for s in sent).encode(),)
+        )
+        feeder.start()
+        out_path = tmp_path / f"out{trial}"
+        with open(out_path, "wb") as out:
+            receiver = subprocess.Popen(
+                command("msgq", "recv", sysv_key, "--lines", "--follow", "--create"),
+                stdout=out,
+                stderr=subprocess.PIPE,
+            )
+            time.sleep(delay)
+            receiver.send_signal(signal.SIGINT)
+            assert receiver.wait(timeout=10) == 130
+        # Drain the rest while the sender finishes; it ends after 1 s without a message.
+        rest = run("msgq", "recv", sysv_key, "--lines", "--follow", "--timeout", "1").stdout
+        feeder.join(timeout=30)
+        got = out_path.read_bytes().decode().split() + rest.decode().split()
+        assert got == sent, f"trial {trial}: {len(got)} of {len(sent)} messages"

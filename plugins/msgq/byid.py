@@ -67,3 +67,23 @@ class QueueById:
             _fail()
         address = ctypes.addressof(self._buffer)
         return ctypes.string_at(address + LONG, size), struct.unpack_from("l", self._buffer)[0]
+
+
+IPC_STAT = 2
+# struct msqid_ds of 64-bit glibc (x86_64, aarch64, riscv64): 48 bytes of
+# ipc_perm, then stime, rtime, ctime, __msg_cbytes, msg_qnum, msg_qbytes, 8 each.
+_QNUM_AT, _QBYTES_AT = 80, 88
+_libc.msgctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+_libc.msgctl.restype = ctypes.c_int
+
+
+def queue_bytes(queue_id: int, expected_messages: int) -> int | None:
+    """msg_qbytes of a queue, from msgctl(IPC_STAT), or None where the layout is
+    not the one above (checked: msg_qnum must match what /proc shows)."""
+    if LONG != 8:
+        return None
+    buffer = ctypes.create_string_buffer(256)
+    if _libc.msgctl(queue_id, IPC_STAT, buffer) == -1:
+        return None
+    qnum, qbytes = struct.unpack_from("QQ", buffer, _QNUM_AT)
+    return qbytes if qnum == expected_messages else None

@@ -77,13 +77,15 @@ class SysvQueue:
     @classmethod
     def by_id(cls, queue_id: int) -> SysvQueue:
         """The queue with this id, whatever its key (IPC_PRIVATE included)."""
-        from ipctool_plugins.msgq.byid import QueueById
+        from ipctool_plugins.msgq.byid import QueueById, queue_bytes
 
-        find_by_id(queue_id)  # NotFound before anything else
+        row = find_by_id(queue_id)  # NotFound before anything else
         queue = cls.__new__(cls)
         queue.key, queue.label = None, f"id {queue_id}"
-        queue.queue = QueueById(queue_id, msgmax())
-        queue.message_limit = msgmax()
+        # A message over msg_qbytes would block forever: the limit is the smaller.
+        room = queue_bytes(queue_id, int(row["qnum"])) or msgmax()
+        queue.message_limit = min(msgmax(), room)
+        queue.queue = QueueById(queue_id, queue.message_limit)
         return queue
 
     def _max_bytes(self) -> int:
