@@ -232,3 +232,14 @@ def test_every_public_api_name_resolves() -> None:
 
     missing = [name for name in api.__all__ if not hasattr(api, name)]
     assert missing == []
+
+
+def test_plugin_whose_commands_exit_is_reported_not_obeyed(tmp_path: Path) -> None:
+    good_plugin(tmp_path, dist="ipctool-late", name="late")
+    (tmp_path / "ipctool_late_cmds.py").write_text("raise SystemExit(0)\n")
+    late = ipctool(tmp_path, "late", "send", "x")
+    assert_one_line_error(late, "late", 1)
+    assert "ipctool-late" in late.err and "broken" in late.err
+    listed = ipctool(tmp_path, "plugins", "--json")
+    assert listed.code == 0
+    assert {p["plugin"] for p in listed.json()} >= {"msgq", "late"}
