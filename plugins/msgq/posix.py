@@ -13,6 +13,7 @@ from ipctool.api import (
     NotFound,
     PermissionDenied,
     WouldBlock,
+    from_os_error,
     idle_seconds,
     iso_time,
     pids_holding,
@@ -75,6 +76,8 @@ class PosixQueue:
             self.queue = self._open(create, mode, write)
         except (posix_ipc.ExistentialError, posix_ipc.PermissionsError) as exc:
             raise _errors(name, exc) from None
+        except OSError as exc:  # e.g. EMFILE: RLIMIT_MSGQUEUE or queues_max reached
+            raise from_os_error(name, exc) from None
         self.message_limit = self.queue.max_message_size
 
     def _open(self, create: bool, mode: int, write: bool) -> Any:
