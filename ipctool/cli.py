@@ -26,7 +26,7 @@ from ipctool._click import (
     UsageError,
 )
 from ipctool.contract import FAMILIES, Mechanism
-from ipctool.errors import ExitCode, IpcError
+from ipctool.errors import ExitCode, IpcError, describe
 from ipctool.registry import get_registry, warn
 
 TOOL_COMMANDS_SECTION = "Tool"
@@ -120,7 +120,7 @@ class MechanismGroup(typer.core.TyperGroup):
         except (Exception, SystemExit) as exc:  # a plugin's sys.exit is a broken plugin too
             plugin = registry.providers[cmd_name]
             raise IpcError(
-                None, f"plugin {plugin.label} is broken: {runner.describe(exc)}"
+                None, f"plugin {plugin.label} is broken: {describe(exc)}"
             ) from exc
         self.commands[cmd_name] = group
         return group
@@ -218,7 +218,7 @@ def plugins_command(
                 verbs = sorted(load_mechanism_group(mech).verbs)
             except (Exception, SystemExit) as exc:
                 verbs = []
-                warn(f"plugin {plugin.label}: {mech.name}: {runner.describe(exc)}")
+                warn(f"plugin {plugin.label}: {mech.name}: {describe(exc)}")
             mechanisms.append({"name": mech.name, "family": mech.family, "verbs": verbs})
         rows.append(
             {

@@ -64,6 +64,12 @@ class Timeout(IpcError):
     exit_code = ExitCode.TIMEOUT
 
 
+def describe(exc: BaseException) -> str:
+    """An unexpected exception in one line: its type and the first line of its text."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def from_os_error(obj: str | None, err: OSError) -> IpcError:
     """Map an OSError to the IpcError whose exit code a script can act on."""
     import errno

@@ -17,6 +17,7 @@ import pluggy
 
 from ipctool import hookspecs
 from ipctool.contract import NAME_PATTERN, Mechanism
+from ipctool.errors import describe
 
 ENTRY_POINT_GROUP = "ipctool"
 LOAD_ENV = "IPCTOOL_LOAD_PLUGINS"  # comma-separated: load only these ("" loads none)
@@ -92,11 +93,6 @@ def _wanted(plugin: Plugin) -> bool:
     return not names & disabled and (only is None or bool(names & only))
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def new_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
@@ -113,7 +109,7 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
     except (Exception, SystemExit) as exc:  # a plugin calling sys.exit is broken too
         if plugin.module is not None and manager.is_registered(plugin.module):
             manager.unregister(plugin.module)
-        registry.warnings.append(f"plugin {plugin.label} failed to load: {_describe(exc)}; skipped")
+        registry.warnings.append(f"plugin {plugin.label} failed to load: {describe(exc)}; skipped")
         return
     for impl in manager.hook.ipctool_mechanisms.get_hookimpls():
         if impl.plugin is not plugin.module:
@@ -126,7 +122,7 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
         except (Exception, SystemExit) as exc:
             manager.unregister(plugin.module)
             registry.warnings.append(
-                f"plugin {plugin.label} gave no usable mechanisms: {_describe(exc)}; skipped"
+                f"plugin {plugin.label} gave no usable mechanisms: {describe(exc)}; skipped"
             )
             return
         plugin.mechanisms.extend(found)

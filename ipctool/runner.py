@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import typer
 
 from ipctool._click import ClickException
-from ipctool.errors import ExitCode, IpcError, from_os_error
+from ipctool.errors import ExitCode, IpcError, describe, from_os_error
 
 DEBUG_ENV = "IPCTOOL_DEBUG"
 debug = bool(os.environ.get(DEBUG_ENV))
@@ -49,11 +49,6 @@ def silence_stdout() -> None:
 def flush_stdout() -> None:
     if sys.stdout is not None:
         sys.stdout.flush()
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def report_unexpected(mechanism: str | None, exc: BaseException) -> NoReturn:

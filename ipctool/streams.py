@@ -239,17 +239,22 @@ def write_messages(
 
 
 def write_stream(
-    poll: Callable[[], tuple[bytes, Any] | None],
+    poll: Callable[[], tuple[bytes, Any]],
+    empty: type[BaseException] | tuple[type[BaseException], ...],
     wait: Callable[[], tuple[bytes, Any]],
     writer: RecordWriter,
 ) -> None:
-    """recv --stream: message bodies back to back until an empty one, the end marker."""
+    """recv --stream: message bodies back to back until an empty one, the end marker.
+
+    poll, empty and wait as for write_messages.
+    """
     from ipctool.waiting import interrupts_deferred
 
     while True:
         with interrupts_deferred():  # a piece taken from the kernel is written first
-            message = poll()
-            if message is None:
+            try:
+                message = poll()
+            except empty:
                 writer.flush()
                 message = wait()
             if not message[0]:

@@ -288,21 +288,21 @@ def recv(
     queue = open_queue(where, create=create, mode=mode, write=False)
     writer = RecordWriter(framing, cstring)
     wait = functools.partial(queue.wait, selector, nowait, timeout)
-    if framing is Framing.STREAM:
-        write_stream(functools.partial(queue.poll, selector), wait, writer)
-        return
     poll, empty = queue.poller(selector)
     try:
-        write_messages(
-            poll,
-            empty,
-            wait,
-            writer,
-            count=count,
-            follow=follow,
-            meta_key="priority" if where.posix else "type",
-            as_json=as_json,
-        )
+        if framing is Framing.STREAM:
+            write_stream(poll, empty, wait, writer)
+        else:
+            write_messages(
+                poll,
+                empty,
+                wait,
+                writer,
+                count=count,
+                follow=follow,
+                meta_key="priority" if where.posix else "type",
+                as_json=as_json,
+            )
     except Exception as exc:  # the library's own errors, from the direct poll
         raise queue.translate(exc) from None
 

@@ -135,12 +135,6 @@ class PosixQueue:
     def translate(self, exc: BaseException) -> BaseException:
         return _errors(self.label, exc) if isinstance(exc, posix_ipc.Error) else exc
 
-    def poll(self, _selector: int = 0) -> tuple[bytes, int] | None:
-        try:
-            return self.queue.receive(0)
-        except posix_ipc.BusyError:
-            return None
-
     def wait(self, _selector: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
         """Block for a message; callers poll() first, so none is waiting now."""
         if nowait:

@@ -122,24 +122,12 @@ class SysvQueue:
                 signaled=sysv_ipc.Error,
             )
         except (sysv_ipc.Error, OSError) as exc:
-            raise self._translate(exc) from None
+            raise self.translate(exc) from None
 
     def poller(self, mtype: int) -> tuple[Any, type[BaseException]]:
         """sysv_ipc's own non-blocking receive, and what it raises on an empty queue:
-        recv's hot loop calls it directly (errors go through translate())."""
+        recv's loops call it directly (errors go through translate())."""
         return functools.partial(self.queue.receive, False, mtype), sysv_ipc.BusyError
-
-    def translate(self, exc: BaseException) -> BaseException:
-        return self._translate(exc) if isinstance(exc, (sysv_ipc.Error, OSError)) else exc
-
-    def poll(self, mtype: int) -> tuple[bytes, int] | None:
-        """One message if one is there now, else None."""
-        try:
-            return self.queue.receive(False, mtype)
-        except sysv_ipc.BusyError:
-            return None
-        except (sysv_ipc.Error, OSError) as exc:
-            raise self._translate(exc) from None
 
     def wait(self, mtype: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
         """Block for a message; callers poll() first, so none is waiting now."""
@@ -154,10 +142,10 @@ class SysvQueue:
                 watch_stdout=True,
             )
         except (sysv_ipc.Error, OSError) as exc:
-            raise self._translate(exc) from None
+            raise self.translate(exc) from None
 
-    def _translate(self, exc: BaseException) -> BaseException:
-        """sysv_ipc's errors as ipctool's, with this queue named."""
+    def translate(self, exc: BaseException) -> BaseException:
+        """sysv_ipc's errors as ipctool's, with this queue named; others as they are."""
         if isinstance(exc, sysv_ipc.PermissionsError):
             return PermissionDenied(self.label, "permission denied")
         if isinstance(exc, sysv_ipc.ExistentialError):
