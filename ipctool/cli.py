@@ -119,9 +119,7 @@ class MechanismGroup(typer.core.TyperGroup):
             group = load_mechanism_group(mech)
         except (Exception, SystemExit) as exc:  # a plugin's sys.exit is a broken plugin too
             plugin = registry.providers[cmd_name]
-            raise IpcError(
-                None, f"plugin {plugin.label} is broken: {describe(exc)}"
-            ) from exc
+            raise IpcError(None, f"plugin {plugin.label} is broken: {describe(exc)}") from exc
         self.commands[cmd_name] = group
         return group
 

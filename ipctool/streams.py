@@ -82,11 +82,6 @@ def iter_record_batches(separator: bytes, fd: int = STDIN) -> Iterator[list[byte
         yield [tail]
 
 
-def iter_records(separator: bytes, fd: int = STDIN) -> Iterator[bytes]:
-    for batch in iter_record_batches(separator, fd):
-        yield from batch
-
-
 def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
     """stdin in pieces of at most `size` bytes, none of them empty (for stream)."""
     while chunk := _read(fd, size):
@@ -139,16 +134,6 @@ class RecordWriter:
     def cut(self, message: bytes) -> bytes:
         """The message as --cstring shows it: up to its first NUL."""
         return message.split(b"\0", 1)[0] if self.cstring else message
-
-    def write(self, message: bytes) -> None:
-        if self.cstring:
-            message = message.split(b"\0", 1)[0]
-        try:
-            self.out.write(message)
-            if self.terminator:
-                self.out.write(self.terminator)
-        except OSError as err:
-            raise _stdout_error(err) from None
 
     def write_many(self, messages: list[tuple[bytes, Any]], _meta_key: Any = None) -> None:
         """Several (data, meta) messages in one write, each framed as write() frames it."""

@@ -10,7 +10,7 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ipctool.streams import Framing, iter_chunks, iter_records, stdin_records
+from ipctool.streams import Framing, iter_chunks, iter_record_batches, stdin_records
 from ipctool.testing import run
 
 lines_strategy = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30)
@@ -35,7 +35,7 @@ def test_records_survive_any_chunking(lines: list[bytes], cuts: list[int]) -> No
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     fd = feed([data[a:b] for a, b in itertools.pairwise(points) if b > a])
     try:
-        assert list(iter_records(b"\n", fd)) == lines
+        assert [r for batch in iter_record_batches(b"\n", fd) for r in batch] == lines
     finally:
         os.close(fd)
 
