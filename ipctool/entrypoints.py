@@ -18,6 +18,7 @@ _INFO_SUFFIXES = (".dist-info", ".egg-info")
 
 
 def normalize(name: str) -> str:
+    """Distribution names as pip compares them: case, "-", "_" and "." do not matter."""
     return re.sub(r"[-_.]+", "_", name).lower()
 
 

@@ -8,7 +8,6 @@ register, or to answer its hook becomes one warning naming its distribution.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from functools import cache
 from typing import Any
@@ -17,6 +16,8 @@ import pluggy
 
 from ipctool import hookspecs
 from ipctool.contract import NAME_PATTERN, Mechanism
+from ipctool.entrypoints import entry_points as find_entry_points
+from ipctool.entrypoints import normalize
 from ipctool.errors import describe
 
 ENTRY_POINT_GROUP = "ipctool"
@@ -72,16 +73,11 @@ class Registry:
         )
 
 
-def _normal(name: str) -> str:
-    """Names match as pip matches them: case, "-", "_" and "." do not matter."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _names(env: str) -> set[str] | None:
     value = os.environ.get(env)
     if value is None:
         return None
-    return {_normal(n.strip()) for n in value.split(",") if n.strip()}
+    return {normalize(n.strip()) for n in value.split(",") if n.strip()}
 
 
 def _wanted(plugin: Plugin) -> bool:
@@ -89,7 +85,7 @@ def _wanted(plugin: Plugin) -> bool:
     only, disabled = _names(LOAD_ENV), _names(DISABLE_ENV) or set()
     if only is None and not disabled:
         return True
-    names = {_normal(plugin.name), _normal(plugin.distribution)}
+    names = {normalize(plugin.name), normalize(plugin.distribution)}
     return not names & disabled and (only is None or bool(names & only))
 
 
@@ -147,9 +143,7 @@ def build_registry(entry_points: Any = None) -> Registry:
     """Discover and load plugins. `entry_points` (for tests) replaces discovery."""
     registry = Registry(manager=new_manager())
     if entry_points is None:
-        from ipctool.entrypoints import entry_points as find
-
-        entry_points = find(ENTRY_POINT_GROUP)
+        entry_points = find_entry_points(ENTRY_POINT_GROUP)
     for ep in entry_points:
         plugin = Plugin(name=ep.name, entry_point=ep)
         if _wanted(plugin):
