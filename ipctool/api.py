@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         WouldBlock,
         from_os_error,
     )
+    from ipctool.objects import IpcObject, ObjectSource, idle_for
     from ipctool.options import (
         Count,
         CString,
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
         Stream,
     )
     from ipctool.options import Timeout as TimeoutOption
-    from ipctool.output import data_fields, json_line, print_json, print_table
+    from ipctool.output import data_fields, json_line, print_json, print_table, printable
+    from ipctool.procfs import ProcView
     from ipctool.streams import (
         Framing,
         RecordWriter,
@@ -60,19 +62,18 @@ if TYPE_CHECKING:
         write_stream,
     )
     from ipctool.system import (
-        idle_seconds,
         iso_time,
         pid_alive,
-        pids_holding,
-        pids_in_syscall,
         read_sysctl,
         read_table,
         user_name,
     )
     from ipctool.targets import (
+        IpcTarget,
         format_key,
         parse_duration,
         parse_id,
+        parse_ipc_target,
         parse_mode,
         parse_posix_name,
         parse_sysv_key,
@@ -89,8 +90,12 @@ _LAZY = {
         [
             "ExitCode",
             "IpcError",
+    "IpcObject",
+    "IpcTarget",
             "NotFound",
+    "ObjectSource",
             "PermissionDenied",
+    "ProcView",
             "Refused",
             "Timeout",
             "TooLarge",
@@ -119,7 +124,11 @@ _LAZY = {
         ],
         "ipctool.options",
     ),
-    **dict.fromkeys(["data_fields", "json_line", "print_json", "print_table"], "ipctool.output"),
+    **dict.fromkeys(
+        ["data_fields", "json_line", "print_json", "print_table", "printable"], "ipctool.output"
+    ),
+    **dict.fromkeys(["IpcObject", "ObjectSource", "idle_for"], "ipctool.objects"),
+    "ProcView": "ipctool.procfs",
     **dict.fromkeys(
         [
             "Framing",
@@ -134,11 +143,8 @@ _LAZY = {
     ),
     **dict.fromkeys(
         [
-            "idle_seconds",
             "iso_time",
             "pid_alive",
-            "pids_holding",
-            "pids_in_syscall",
             "read_sysctl",
             "read_table",
             "user_name",
@@ -147,9 +153,11 @@ _LAZY = {
     ),
     **dict.fromkeys(
         [
+            "IpcTarget",
             "format_key",
             "parse_duration",
             "parse_id",
+            "parse_ipc_target",
             "parse_mode",
             "parse_posix_name",
             "parse_sysv_key",
@@ -174,6 +182,8 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "Force",
     "Framing",
     "IpcError",
+    "IpcObject",
+    "IpcTarget",
     "Json",
     "Lines",
     "Mechanism",
@@ -181,8 +191,10 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "NotFound",
     "Nowait",
     "Null",
+    "ObjectSource",
     "OlderThan",
     "PermissionDenied",
+    "ProcView",
     "RecordWriter",
     "Refused",
     "Stale",
@@ -197,20 +209,20 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "framing_from_flags",
     "from_os_error",
     "hookimpl",
-    "idle_seconds",
+    "idle_for",
     "iso_time",
     "json_line",
     "new_app",
     "parse_duration",
     "parse_id",
+    "parse_ipc_target",
     "parse_mode",
     "parse_posix_name",
     "parse_sysv_key",
     "pid_alive",
-    "pids_holding",
-    "pids_in_syscall",
     "print_json",
     "print_table",
+    "printable",
     "read_sysctl",
     "read_table",
     "signed_key",

@@ -30,6 +30,8 @@ from ipctool.errors import ExitCode, IpcError, describe
 from ipctool.registry import get_registry, warn
 
 TOOL_COMMANDS_SECTION = "Tool"
+CORE_VERBS = ("inspect", "clean")  # what ipctool.verbs builds from an ObjectSource
+VERB_ORDER = {verb: i for i, verb in enumerate(("send", "recv", "inspect", "clean"))}
 
 HELP = """Send, receive, inspect and clean Linux IPC objects from the shell.
 
@@ -63,7 +65,7 @@ class VerbGroup(typer.core.TyperGroup):
     typer would build every verb's parameters up front; a call runs one verb.
     """
 
-    def __init__(self, mechanism: str, sub_app: typer.Typer) -> None:
+    def __init__(self, mechanism: str, sub_app: typer.Typer, objects: str | None = None) -> None:
         info = sub_app.info
         super().__init__(
             name=mechanism,
@@ -76,11 +78,23 @@ class VerbGroup(typer.core.TyperGroup):
         )
         self.mechanism = mechanism
         self.verbs = {verb_name(i): i for i in sub_app.registered_commands}
+        # The core's inspect and clean, for a mechanism that hands over its objects
+        # (built from the ObjectSource, imported, only when one of them is used).
+        self.core_verbs = {} if objects is None else {v: objects for v in CORE_VERBS}
+        for verb in self.verbs:
+            self.core_verbs.pop(verb, None)  # a plugin's own verb wins
 
     def list_commands(self, ctx: Context) -> list[str]:
-        return list(self.verbs)
+        return self.verb_names()
+
+    def verb_names(self) -> list[str]:
+        return sorted({*self.verbs, *self.core_verbs}, key=lambda v: (VERB_ORDER.get(v, 9), v))
 
     def get_command(self, ctx: Context, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in self.core_verbs:
+            from ipctool.verbs import CORE_VERBS as builders
+
+            self.verbs[cmd_name] = builders[cmd_name](self.mechanism, self.core_verbs[cmd_name])
         if cmd_name not in self.commands and cmd_name in self.verbs:
             single = typer.Typer(**runner.APP_SETTINGS)
             single.registered_commands.append(self.verbs[cmd_name])
@@ -94,7 +108,7 @@ def load_mechanism_group(mech: Mechanism) -> VerbGroup:
     """Import a mechanism's commands module; its verbs are built when used."""
     module_name, _, attribute = mech.commands.partition(":")
     sub_app = getattr(importlib.import_module(module_name), attribute or "app")
-    return VerbGroup(mech.name, sub_app)
+    return VerbGroup(mech.name, sub_app, mech.objects)
 
 
 class MechanismGroup(typer.core.TyperGroup):
@@ -213,7 +227,7 @@ def plugins_command(
         mechanisms = []
         for mech in plugin.mechanisms:
             try:
-                verbs = sorted(load_mechanism_group(mech).verbs)
+                verbs = sorted(load_mechanism_group(mech).verb_names())
             except (Exception, SystemExit) as exc:
                 verbs = []
                 warn(f"plugin {plugin.label}: {mech.name}: {describe(exc)}")

@@ -23,17 +23,31 @@ class Mechanism:
     `ipctool.api.new_app`) that holds `send`, `recv`, `inspect` and `clean`.
     It is imported only when this mechanism runs, so nothing heavy loads on
     another mechanism's calls or on `ipctool --help`.
+
+    `objects` is "module:attribute" naming the mechanism's `ObjectSource`
+    (ipctool.objects): given it, the core supplies the `inspect` and `clean`
+    verbs (unless the commands app defines its own), and `ls`, `clean
+    --stale`, `limits` and `top` see the mechanism's objects. It is imported
+    only by those verbs.
     """
 
     # A plain class, not a dataclass: building a dataclass costs about half a
     # millisecond on every start, and this one is made on every start.
-    __slots__ = ("commands", "family", "name", "summary")
+    __slots__ = ("commands", "family", "name", "objects", "summary")
 
-    def __init__(self, name: str, summary: str, commands: str, family: str = "Other") -> None:
+    def __init__(
+        self,
+        name: str,
+        summary: str,
+        commands: str,
+        family: str = "Other",
+        objects: str | None = None,
+    ) -> None:
         self.name = name
         self.summary = summary
         self.commands = commands
         self.family = family
+        self.objects = objects
 
     def __repr__(self) -> str:
         return f"Mechanism(name={self.name!r}, commands={self.commands!r}, family={self.family!r})"

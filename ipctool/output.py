@@ -15,6 +15,14 @@ def _stdout() -> Any:
     return sys.stdout
 
 
+def printable(text: str) -> str:
+    """Text safe for a terminal and one line: control characters (escape sequences,
+    newlines) and undecodable bytes are shown escaped, as Python's repr shows them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def print_json(document: Any) -> None:
     """One JSON document on stdout (for --json of inspect, clean, plugins)."""
     import json
@@ -47,12 +55,13 @@ def print_table(
     from rich.console import Console
     from rich.table import Table
 
+    title = printable(title)
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     count = 0
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*("" if cell is None else printable(str(cell)) for cell in row))
         count += 1
     # Piped into grep or less, rows stay whole instead of folding at 80 columns.
     console = Console(soft_wrap=False, width=None if _stdout().isatty() else 250)

@@ -23,7 +23,11 @@ from ipctool.errors import describe
 ENTRY_POINT_GROUP = "ipctool"
 LOAD_ENV = "IPCTOOL_LOAD_PLUGINS"  # comma-separated: load only these ("" loads none)
 DISABLE_ENV = "IPCTOOL_DISABLE_PLUGINS"  # comma-separated: never load these
-RESERVED_NAMES = frozenset({"plugins", "help"})
+# Top-level names the core uses now or will: a mechanism may never take one, so no
+# plugin is shadowed when the core's command arrives.
+RESERVED_NAMES = frozenset(
+    {"plugins", "help", "ls", "clean", "limits", "top", "bridge", "version"}
+)
 
 
 class Plugin:

@@ -71,10 +71,9 @@ def parse_timeout(text: str) -> float | None:
 
 
 def parse_id(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise UsageError(text, "an id is a non-negative integer") from None
+    if not re.fullmatch(r"[0-9]+", text):  # int() would take spaces, "1_0" and "+1"
+        raise UsageError(text, "an id is a non-negative integer")
+    value = int(text, 10)
     if value < 0 or value > 0x7FFFFFFF:
         raise UsageError(text, "an id is a non-negative 31-bit integer")
     return value
@@ -97,3 +96,42 @@ def parse_mode(text: str) -> int:
     if not 0 <= mode <= 0o777:
         raise UsageError(text, "a mode is octal permission bits from 0 to 0777")
     return mode
+
+
+class IpcTarget:
+    """A SysV or POSIX object as the user named it: exactly one of key, id or name."""
+
+    __slots__ = ("id", "key", "name")
+
+    def __init__(self, key: int | None = None, id: int | None = None, name: str | None = None):
+        self.key, self.id, self.name = key, id, name
+
+    @property
+    def posix(self) -> bool:
+        return self.name is not None
+
+    @property
+    def label(self) -> str:
+        """How errors name it: /name, 0x00003039, or id 7."""
+        if self.name is not None:
+            return self.name
+        return format_key(self.key) if self.key is not None else f"id {self.id}"
+
+
+ID_PREFIX = "--id="  # the target form inspect prints for an object only an id reaches
+
+
+def parse_ipc_target(text: str | None, object_id: int | None = None) -> IpcTarget:
+    """The grammar msgq, shm and sem share: KEY (decimal or 0x-hex), /NAME, or an id
+    given as `--id N` (the option) or `--id=N` (one argument, as inspect prints it)."""
+    if text is not None and object_id is not None:
+        raise UsageError(text, "give a KEY, a /NAME or --id, not two of them")
+    if object_id is not None:
+        return IpcTarget(id=object_id)
+    if text is None:
+        raise UsageError(None, "name an object: KEY, /NAME or --id ID")
+    if text.startswith(ID_PREFIX):
+        return IpcTarget(id=parse_id(text[len(ID_PREFIX) :]))
+    if text.startswith("/"):
+        return IpcTarget(name=parse_posix_name(text))
+    return IpcTarget(key=parse_sysv_key(text))

@@ -16,6 +16,7 @@ def ipctool_mechanisms() -> list[Mechanism]:
             name="msgq",
             summary="Message queues: SysV by KEY or --id ID, POSIX by /NAME.",
             commands="ipctool_plugins.msgq.commands:app",
+            objects="ipctool_plugins.msgq.objects:QueueSource",
             family="Messages",
         )
     ]

@@ -15,9 +15,7 @@ from ipctool.api import (
     Count,
     CString,
     Data,
-    DryRun,
     Follow,
-    Force,
     Framing,
     Json,
     Lines,
@@ -25,11 +23,7 @@ from ipctool.api import (
     NotFound,
     Nowait,
     Null,
-    OlderThan,
-    PermissionDenied,
     RecordWriter,
-    Refused,
-    Stale,
     Stream,
     TimeoutOption,
     TooLarge,
@@ -39,8 +33,6 @@ from ipctool.api import (
     new_app,
     parse_posix_name,
     parse_sysv_key,
-    print_json,
-    print_table,
     stdin_batches,
     stdin_records,
     write_messages,
@@ -305,200 +297,3 @@ def recv(
             )
     except Exception as exc:  # the library's own errors, from the direct poll
         raise queue.translate(exc) from None
-
-
-def all_records() -> list[dict[str, Any]]:
-    from ipctool_plugins.msgq import posix, sysv
-
-    found = sysv.records()
-    posix_found = posix.records()
-    if posix_found is None:
-        import sys
-
-        sys.stderr.write(
-            "ipctool: msgq: POSIX queues not listed: no mqueue filesystem is mounted "
-            f"({posix.MOUNT_HINT})\n"
-        )
-    return found + (posix_found or [])
-
-
-def record_for(where: Where) -> dict[str, Any]:
-    if where.posix:
-        from ipctool_plugins.msgq.posix import record_for_name
-
-        return record_for_name(where.name)
-    from ipctool_plugins.msgq import sysv
-
-    if where.queue_id is not None:
-        return sysv.record_for_id(where.queue_id)
-    return sysv.record_for_key(where.key)
-
-
-def pid_cell(pid: int | None, alive: bool | None) -> str:
-    if not pid:
-        return "-"
-    return f"{pid}" + ("" if alive else " (gone)")
-
-
-DEFAULT_STALE_AGE = 86400.0  # clean --stale: a day without a send, receive or change
-
-TABLE_COLUMNS = [
-    "target",
-    "kind",
-    "id",
-    "owner",
-    "mode",
-    "msgs",
-    "bytes",
-    "max bytes",
-    "last send",
-    "last recv",
-    "open by",
-    "changed",
-]
-
-
-def table_row(r: dict[str, Any]) -> list[Any]:
-    return [
-        r["target"],
-        r["kind"],
-        r["id"],
-        r["owner"],
-        r["mode"],
-        r["messages"],
-        r["bytes"],
-        r["max_bytes"],
-        pid_cell(r["last_send_pid"], r["last_send_alive"]),
-        pid_cell(r["last_recv_pid"], r["last_recv_alive"]),
-        " ".join(map(str, r["holders"])) or "-",
-        r["change_time"],
-    ]
-
-
-@app.command()
-def inspect(
-    target: Target = None,
-    queue_id: QueueId = None,
-    show_limits: Annotated[
-        bool, typer.Option("--limits", help="Kernel limits: msgmax, msgmnb, mqueue msg_max...")
-    ] = False,
-    as_json: Json = False,
-) -> None:
-    """Show every queue, one queue, or the kernel's limits.
-
-    Without a target: all SysV queues (from /proc/sysvipc/msg) and POSIX queues
-    (from the mqueue filesystem, mounted at /dev/mqueue if needed and allowed).
-
-    \b
-    Examples:
-      ipctool msgq inspect
-      ipctool msgq inspect 12345 --json
-      ipctool msgq inspect --limits
-    """
-    if show_limits:
-        if target is not None or queue_id is not None:
-            raise UsageError(target, "--limits shows the system's limits; drop the queue")
-        from ipctool_plugins.msgq import posix, sysv
-
-        values = {"sysv": sysv.limits(), "posix": posix.limits()}
-        if as_json:
-            print_json(values)
-        else:
-            rows = [(kind, k, v) for kind, group in values.items() for k, v in group.items()]
-            print_table("msgq limits", ["kind", "limit", "value"], rows)
-        return
-    if target is not None or queue_id is not None:
-        record = record_for(resolve(target, queue_id))
-        if as_json:
-            print_json(record)
-        else:
-            print_table(f"msgq {record['target']}", ["field", "value"], record.items())
-        return
-    records = all_records()
-    if as_json:
-        print_json(records)
-    else:
-        print_table("msgq queues", TABLE_COLUMNS, map(table_row, records))
-
-
-def refusal(record: dict[str, Any]) -> str | None:
-    """Why clean leaves this queue alone without --force, or None."""
-    users = backend(record["kind"] == "posix").in_use_by(record)
-    if users:
-        return "in use by pid " + ", ".join(map(str, users))
-    if record["uid"] != os.geteuid():
-        return f"owned by {record['owner']}"
-    return None
-
-
-def describe(record: dict[str, Any]) -> str:
-    ident = f" (id {record['id']})" if record["id"] is not None else ""
-    count = record["messages"]
-    messages = "" if count is None else f", {count} message{'s' * (count != 1)}"
-    return f"{record['kind']} queue {record['target']}{ident}{messages}"
-
-
-@app.command()
-def clean(
-    target: Target = None,
-    queue_id: QueueId = None,
-    stale: Stale = False,
-    older_than: OlderThan = None,
-    force: Force = False,
-    dry_run: DryRun = False,
-    as_json: Json = False,
-) -> None:
-    """Remove one queue, or every stale queue with --stale.
-
-    Stale: idle (no send, receive or change) for longer than --older-than
-    (default 1d) and not in use: no live process among its last sender and
-    receiver or blocked on it now (SysV), none holding it open (POSIX). Queues
-    in use or owned by another user are left alone unless --force.
-
-    \b
-    Examples:
-      ipctool msgq clean 12345
-      ipctool msgq clean --stale --older-than 2h --dry-run
-      ipctool msgq clean --id 3 --force --json
-    """
-    if stale == (target is not None or queue_id is not None):
-        raise UsageError(None, "name one queue (KEY, /NAME, --id ID) or use --stale")
-    if older_than is not None and not stale:
-        raise UsageError(None, "--older-than goes with --stale")
-    if stale:
-        idle = DEFAULT_STALE_AGE if older_than is None else older_than
-        candidates = [r for r in all_records() if r["idle_seconds"] > idle]
-    else:
-        candidates = [record_for(resolve(target, queue_id))]
-    results = []
-    for record in candidates:
-        me = os.geteuid()
-        if me != 0 and me not in (record["uid"], record["creator_uid"]):
-            if not stale:  # --force cannot help: only owner, creator or root may remove it
-                raise PermissionDenied(record["target"], f"owned by {record['owner']}")
-            continue
-        reason = None if force else refusal(record)
-        if reason and not stale:
-            raise Refused(record["target"], f"{reason}; --force removes it anyway")
-        if reason:
-            action = "skipped"
-        elif dry_run:
-            action = "would remove"
-        else:
-            backend(record["kind"] == "posix").remove(record)
-            action = "removed"
-        results.append(
-            {
-                "target": record["target"],
-                "kind": record["kind"],
-                "id": record["id"],
-                "action": action,
-                "reason": reason,
-                "messages": record["messages"],
-            }
-        )
-        if not as_json:
-            suffix = f": {reason} (--force removes it)" if reason else ""
-            print(f"{action} {describe(record)}{suffix}")
-    if as_json:
-        print_json(results)

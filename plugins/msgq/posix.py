@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from typing import Any
 
 import posix_ipc
@@ -14,20 +13,12 @@ from ipctool.api import (
     PermissionDenied,
     WouldBlock,
     from_os_error,
-    idle_seconds,
-    iso_time,
-    pids_holding,
     read_sysctl,
-    user_name,
     wait_for,
 )
 from ipctool_plugins.msgq.limits import check_size
 
 SYSCTL = "/proc/sys/fs/mqueue/"
-MOUNT_POINT = "/dev/mqueue"
-MOUNT_HINT = "as root: mkdir -p /dev/mqueue && mount -t mqueue none /dev/mqueue"
-
-
 def limits() -> dict[str, int]:
     return {
         name: read_sysctl(SYSCTL + name, default)
@@ -39,22 +30,6 @@ def limits() -> dict[str, int]:
             ("msgsize_default", 8192),
         )
     }
-
-
-def mqueue_mount(mount: bool = True) -> str | None:
-    """Where the mqueue filesystem is mounted; mounts it at /dev/mqueue when allowed."""
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 2 and fields[2] == "mqueue":
-                return fields[1]
-    if not mount or os.geteuid() != 0:
-        return None
-    os.makedirs(MOUNT_POINT, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "mqueue", "mqueue", MOUNT_POINT], capture_output=True, check=False
-    )
-    return MOUNT_POINT if done.returncode == 0 else None
 
 
 def _errors(name: str, exc: Exception) -> Exception:
@@ -146,90 +121,3 @@ class PosixQueue:
             signaled=posix_ipc.SignalError,
             watch_stdout=True,
         )
-
-
-def _record(name: str, st: os.stat_result, queue: Any | None) -> dict[str, Any]:
-    holders = sorted(set(pids_holding(st.st_dev, st.st_ino)) - {os.getpid()})
-    return {
-        "target": name,
-        "kind": "posix",
-        "key": None,
-        "id": None,
-        "name": name,
-        "owner": user_name(st.st_uid),
-        "uid": st.st_uid,
-        "mode": f"{st.st_mode & 0o777:04o}",
-        "messages": queue.current_messages if queue else None,
-        "bytes": _queue_size(name),
-        "max_bytes": queue.max_messages * queue.max_message_size if queue else None,
-        "max_message": queue.max_message_size if queue else None,
-        "max_messages": queue.max_messages if queue else None,
-        "last_send_pid": None,
-        "last_send_alive": None,
-        "last_recv_pid": None,
-        "last_recv_alive": None,
-        "holders": holders,
-        "send_time": None,
-        "recv_time": None,
-        "change_time": iso_time(st.st_mtime),
-        "idle_seconds": idle_seconds(st.st_mtime),
-        "creator": user_name(st.st_uid),
-        "creator_uid": st.st_uid,
-    }
-
-
-def _queue_size(name: str) -> int | None:
-    """QSIZE from the mqueue filesystem: bytes of messages waiting."""
-    mount = mqueue_mount(mount=False)
-    if not mount:
-        return None
-    try:
-        with open(os.path.join(mount, name.lstrip("/"))) as f:
-            fields = dict(item.split(":", 1) for item in f.read().split())
-        return int(fields["QSIZE"])
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def record_for_name(name: str) -> dict[str, Any]:
-    try:
-        queue = posix_ipc.MessageQueue(name, 0, read=True, write=False)
-    except posix_ipc.ExistentialError:
-        raise NotFound(name, "no such queue") from None
-    except posix_ipc.PermissionsError:
-        queue = None
-    if queue is None:  # not readable: what the mqueue filesystem shows
-        mount = mqueue_mount()
-        if not mount:
-            raise PermissionDenied(name, "permission denied")
-        return _record(name, os.stat(os.path.join(mount, name[1:])), None)
-    try:
-        return _record(name, os.fstat(queue.mqd), queue)
-    finally:
-        queue.close()
-
-
-def records() -> list[dict[str, Any]] | None:
-    """Every queue, or None when no mqueue filesystem is mounted or mountable."""
-    mount = mqueue_mount()
-    if mount is None:
-        return None
-    found = []
-    for entry in sorted(os.listdir(mount)):
-        try:
-            found.append(record_for_name("/" + entry))
-        except (NotFound, PermissionDenied):
-            continue
-    return found
-
-
-def in_use_by(record: dict[str, Any]) -> list[int]:
-    """Processes that have the queue open (descriptors in /proc/*/fd)."""
-    return record["holders"]
-
-
-def remove(record: dict[str, Any]) -> None:
-    try:
-        posix_ipc.unlink_message_queue(record["name"])
-    except (posix_ipc.ExistentialError, posix_ipc.PermissionsError) as exc:
-        raise _errors(record["name"], exc) from None

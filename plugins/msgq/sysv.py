@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
-import os
 from typing import Any
 
 import sysv_ipc
@@ -16,14 +14,9 @@ from ipctool.api import (
     TooLarge,
     WouldBlock,
     format_key,
-    idle_seconds,
-    iso_time,
-    pid_alive,
-    pids_in_syscall,
     read_sysctl,
     read_table,
     signed_key,
-    user_name,
     wait_for,
 )
 from ipctool_plugins.msgq.limits import check_size
@@ -157,76 +150,3 @@ class SysvQueue:
                 "it stays in the queue",
             )
         return exc
-
-
-def _record(row: dict[str, str]) -> dict[str, Any]:
-    key = int(row["key"]) & 0xFFFFFFFF
-    uid, cuid = int(row["uid"]), int(row["cuid"])
-    lspid, lrpid = int(row["lspid"]), int(row["lrpid"])
-    max_bytes = None
-    if key:
-        with contextlib.suppress(sysv_ipc.Error):  # unreadable to us: the kernel won't say
-            max_bytes = sysv_ipc.MessageQueue(signed_key(key)).max_size
-    return {
-        "target": format_key(key) if key else f"--id={row['msqid']}",
-        "kind": "sysv",
-        "key": key,
-        "id": int(row["msqid"]),
-        "name": None,
-        "owner": user_name(uid),
-        "uid": uid,
-        "mode": f"{int(row['perms'], 8) & 0o777:04o}",
-        "messages": int(row["qnum"]),
-        "bytes": int(row["cbytes"]),
-        "max_bytes": max_bytes,
-        "max_message": msgmax(),
-        "max_messages": None,
-        "last_send_pid": lspid or None,
-        "last_send_alive": pid_alive(lspid),
-        "last_recv_pid": lrpid or None,
-        "last_recv_alive": pid_alive(lrpid),
-        "holders": [],
-        "send_time": iso_time(int(row["stime"])),
-        "recv_time": iso_time(int(row["rtime"])),
-        "change_time": iso_time(int(row["ctime"])),
-        "idle_seconds": idle_seconds(int(row["stime"]), int(row["rtime"]), int(row["ctime"])),
-        "creator": user_name(cuid),
-        "creator_uid": cuid,
-    }
-
-
-def records() -> list[dict[str, Any]]:
-    return [_record(row) for row in _rows()]
-
-
-def record_for_key(key: int) -> dict[str, Any]:
-    for row in _rows():
-        if int(row["key"]) & 0xFFFFFFFF == key:
-            return _record(row)
-    raise NotFound(format_key(key), "no such queue")
-
-
-def record_for_id(queue_id: int) -> dict[str, Any]:
-    return _record(find_by_id(queue_id))
-
-
-# msgsnd and msgrcv by machine, for spotting processes blocked on a queue
-MSG_SYSCALLS = {"x86_64": {69, 70}, "aarch64": {188, 189}, "riscv64": {188, 189}}
-
-
-def in_use_by(record: dict[str, Any]) -> list[int]:
-    """Live processes that last sent to or received from the queue, or wait on it now."""
-    pids = {record["last_send_pid"], record["last_recv_pid"]} - {None}
-    alive = {pid for pid in pids if pid_alive(pid)}
-    calls = MSG_SYSCALLS.get(os.uname().machine, set())
-    waiting = set(pids_in_syscall(calls, record["id"])) if calls else set()
-    return sorted((alive | waiting) - {os.getpid()})
-
-
-def remove(record: dict[str, Any]) -> None:
-    try:
-        sysv_ipc.remove_message_queue(record["id"])
-    except sysv_ipc.ExistentialError:
-        raise NotFound(record["target"], "no such queue") from None
-    except sysv_ipc.PermissionsError:
-        raise PermissionDenied(record["target"], "permission denied") from None

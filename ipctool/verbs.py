@@ -1,0 +1,273 @@
+"""The generic `inspect` and `clean` verbs, built for any mechanism from its ObjectSource.
+
+Every safety rule of clean is here, once: nothing in use and nothing of
+another user's goes without --force; a user who could not remove an object at
+all gets "permission denied" (exit 4, --force cannot help); --dry-run touches
+nothing; a refused TARGET exits 6.
+
+No `from __future__ import annotations`: typer reads these signatures.
+"""
+
+import importlib
+import inspect as pyinspect
+import os
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from typer.models import CommandInfo
+
+from ipctool.errors import PermissionDenied, Refused, UsageError
+from ipctool.objects import DEFAULT_STALE_AGE, IpcObject, ObjectSource, format_age
+from ipctool.options import DryRun, Force, Json, OlderThan, Stale
+
+IdOption = Annotated[
+    int | None,
+    typer.Option("--id", metavar="ID", min=0, help="A SysV object by the id ipcs shows."),
+]
+ShowLimits = Annotated[bool, typer.Option("--limits", help="Show the kernel's limits instead.")]
+
+
+def load_source(reference: str) -> ObjectSource:
+    """'pkg.mod:Class' -> an instance; imported only by the verbs that need it."""
+    module_name, _, attribute = reference.partition(":")
+    source = getattr(importlib.import_module(module_name), attribute)
+    return source() if isinstance(source, type) else source
+
+
+def target_of(source: ObjectSource, target: str | None, object_id: int | None) -> str | None:
+    """The one target string: TARGET, or `--id N` written as the target `--id=N`."""
+    if object_id is None:
+        return target
+    if target is not None:
+        raise UsageError(target, f"give a {source.target_metavar} or --id, not both")
+    return f"--id={object_id}"
+
+
+def record(source: ObjectSource, obj: IpcObject) -> dict[str, Any]:
+    return obj.to_json(stale=source.stale(obj, DEFAULT_STALE_AGE))
+
+
+def show_limits(source: ObjectSource, as_json: bool) -> None:
+    from ipctool.output import print_json, print_table
+
+    values = source.limits()
+    if as_json:
+        print_json(values)
+        return
+    rows: list[tuple[Any, ...]] = []
+    for name, value in values.items():
+        if isinstance(value, dict):
+            rows += [(name, k, v) for k, v in value.items()]
+        else:
+            rows.append(("", name, value))
+    print_table(f"{source.mechanism} limits", ["group", "limit", "value"], rows)
+
+
+def cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return " ".join(map(str, value)) or "-"
+    return value
+
+
+def run_inspect(source: ObjectSource, target: str | None, limits: bool, as_json: bool) -> None:
+    from ipctool.output import print_json, print_table
+    from ipctool.procfs import proc_view
+    from ipctool.registry import warn
+
+    if limits:
+        if target is not None:
+            raise UsageError(target, "--limits shows the system's limits; drop the target")
+        show_limits(source, as_json)
+        return
+    proc = proc_view()
+    if target is not None:
+        one = record(source, source.find(target, proc))
+        if as_json:
+            print_json(one)
+        else:
+            rows = [(key, cell(value)) for key, value in one.items()]
+            print_table(f"{source.mechanism} {one['target']}", ["field", "value"], rows)
+        return
+    records = [record(source, obj) for obj in source.list(proc)]
+    for note in source.notes():
+        warn(f"{source.mechanism}: {note}")
+    if as_json:
+        print_json(records)
+        return
+    headers = [header for header, _ in source.columns]
+    rows = [[cell(r.get(key)) for _, key in source.columns] for r in records]
+    print_table(f"{source.mechanism} {source.noun}s", headers, rows)
+
+
+def refusal(obj: IpcObject) -> str | None:
+    """Why clean leaves the object alone unless --force: in use, or not ours."""
+    busy = obj.in_use
+    if busy:
+        return busy
+    if obj.uid is not None and obj.uid != os.geteuid():
+        return f"owned by {obj.owner}"
+    return None
+
+
+def clean_one(
+    source: ObjectSource, obj: IpcObject, *, force: bool, dry_run: bool, named: bool
+) -> tuple[str, str | None]:
+    """Decide and act on one object: (action, reason). Named objects raise instead
+    of being skipped, so `clean TARGET` has an exit code a script can test."""
+    if not obj.removable:
+        if named:
+            raise PermissionDenied(obj.target, f"{source.noun} cannot be removed by this user")
+        return "skipped", "not removable by this user"
+    reason = None if force else refusal(obj)
+    if reason and named:
+        raise Refused(obj.target, f"{reason}; --force removes it anyway")
+    if reason:
+        return "skipped", reason
+    if dry_run:
+        return "would remove", None
+    source.remove(obj)
+    return "removed", None
+
+
+def run_clean(
+    source: ObjectSource,
+    target: str | None,
+    *,
+    stale: bool,
+    older_than: float | None,
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    from ipctool.output import print_json, printable
+    from ipctool.procfs import proc_view
+    from ipctool.registry import warn
+
+    if stale == (target is not None):
+        raise UsageError(None, f"name one {source.noun} ({source.target_metavar}) or use --stale")
+    if older_than is not None and not stale:
+        raise UsageError(None, "--older-than goes with --stale")
+    proc = proc_view()
+    if stale:
+        age = DEFAULT_STALE_AGE if older_than is None else older_than
+        candidates = [o for o in source.list(proc) if over_age(o, age)]
+        for note in source.notes():
+            warn(f"{source.mechanism}: {note}")
+    else:
+        candidates = [source.find(target, proc)]  # type: ignore[arg-type]
+    report = []
+    for obj in candidates:
+        action, reason = clean_one(source, obj, force=force, dry_run=dry_run, named=not stale)
+        entry = {
+            "mechanism": source.mechanism,
+            "target": obj.target,
+            "kind": obj.kind,
+            "id": obj.id,
+            "action": action,
+            "reason": reason,
+        }
+        entry.update({key: obj.extra.get(key) for key in source.report_keys})
+        report.append(entry)
+        if not as_json:
+            suffix = f": {reason} (--force removes it)" if reason and obj.removable else ""
+            suffix = suffix or (f": {reason}" if reason else "")
+            print(printable(f"{action} {source.describe(obj)}{suffix}"))
+    if as_json:
+        print_json(report)
+
+
+def over_age(obj: IpcObject, age: float) -> bool:
+    return obj.idle_seconds is not None and obj.idle_seconds > age
+
+
+def without(callback: Callable[..., Any], *names: str) -> Callable[..., Any]:
+    """The callback as typer should see it: these parameters left out."""
+    signature = pyinspect.signature(callback)
+    kept = [p for n, p in signature.parameters.items() if n not in names]
+    callback.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+    return callback
+
+
+def examples(mechanism: str, lines: list[str]) -> str:
+    body = "\n".join(f"  ipctool {mechanism} {line}" for line in lines)
+    return f"\b\nExamples:\n{body}"
+
+
+def inspect_command(mechanism: str, reference: str) -> CommandInfo:
+    source = load_source(reference)
+    Target = Annotated[
+        str | None, typer.Argument(metavar=f"[{source.target_metavar}]", help=source.target_help)
+    ]
+
+    def inspect(
+        target: Target = None,
+        object_id: IdOption = None,
+        limits: ShowLimits = False,
+        as_json: Json = False,
+    ) -> None:
+        run_inspect(source, target_of(source, target, object_id), limits, as_json)
+
+    sample = getattr(source, "example_target", None)
+    help_text = (
+        f"Show every {source.noun}, one {source.noun}, or the kernel's limits.\n\n"
+        "Each record says who uses the object now, how long it has been idle and whether "
+        "clean --stale would take it (keys in the README, 'Object records').\n\n"
+        + examples(
+            mechanism,
+            ["inspect", *([f"inspect {sample} --json"] if sample else []), "inspect --limits"],
+        )
+    )
+    callback = inspect if source.id_option else without(inspect, "object_id")
+    return CommandInfo(name="inspect", callback=callback, help=help_text)
+
+
+def clean_command(mechanism: str, reference: str) -> CommandInfo:
+    source = load_source(reference)
+    Target = Annotated[
+        str | None, typer.Argument(metavar=f"[{source.target_metavar}]", help=source.target_help)
+    ]
+
+    def clean(
+        target: Target = None,
+        object_id: IdOption = None,
+        stale: Stale = False,
+        older_than: OlderThan = None,
+        force: Force = False,
+        dry_run: DryRun = False,
+        as_json: Json = False,
+    ) -> None:
+        run_clean(
+            source,
+            target_of(source, target, object_id),
+            stale=stale,
+            older_than=older_than,
+            force=force,
+            dry_run=dry_run,
+            as_json=as_json,
+        )
+
+    sample = getattr(source, "example_target", None)
+    rule = getattr(source, "stale_rule", "not in use")
+    help_text = (
+        f"Remove one {source.noun}, or every stale one with --stale.\n\n"
+        f"Stale: idle for longer than --older-than (default {format_age(DEFAULT_STALE_AGE)}) "
+        f"and {rule}. Objects in use or owned by another user are left alone unless "
+        "--force; --dry-run shows what would go.\n\n"
+        + examples(
+            mechanism,
+            [
+                *([f"clean {sample}"] if sample else []),
+                "clean --stale --older-than 2h --dry-run",
+                "clean --stale --json",
+            ],
+        )
+    )
+    callback = clean if source.id_option else without(clean, "object_id")
+    return CommandInfo(name="clean", callback=callback, help=help_text)
+
+
+CORE_VERBS: dict[str, Callable[[str, str], CommandInfo]] = {
+    "inspect": inspect_command,
+    "clean": clean_command,
+}

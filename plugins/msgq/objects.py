@@ -1,0 +1,244 @@
+"""msgq's objects for the core's inspect and clean: what the kernel shows of every
+SysV queue (/proc/sysvipc/msg) and POSIX queue (the mqueue filesystem).
+
+In use, SysV: a live process among the last sender and receiver, or one blocked
+in msgsnd/msgrcv on the queue now (the kernel keeps no other trace of a user).
+In use, POSIX: a process holding the queue open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from ipctool.api import (
+    IpcObject,
+    NotFound,
+    ObjectSource,
+    PermissionDenied,
+    ProcView,
+    format_key,
+    idle_for,
+    iso_time,
+    parse_ipc_target,
+    pid_alive,
+    read_table,
+    signed_key,
+    user_name,
+)
+
+SYSV_TABLE = "/proc/sysvipc/msg"
+# msgsnd and msgrcv by machine, for spotting processes blocked on a queue
+MSG_SYSCALLS = {"x86_64": {69, 70}, "aarch64": {188, 189}, "riscv64": {188, 189}}
+
+
+class QueueSource(ObjectSource):
+    mechanism = "msgq"
+    noun = "queue"
+    target_metavar = "KEY|/NAME"
+    target_help = "SysV key (12345, 0x3039), POSIX /name, or --id=N."
+    id_option = True
+    example_target = "12345"
+    stale_rule = (
+        "not in use (SysV: no live process among its last sender and receiver and none "
+        "blocked on it now; POSIX: none holding it open)"
+    )
+    columns = (
+        ("target", "target"),
+        ("kind", "kind"),
+        ("id", "id"),
+        ("owner", "owner"),
+        ("mode", "mode"),
+        ("msgs", "messages"),
+        ("bytes", "bytes"),
+        ("max bytes", "max_bytes"),
+        ("users", "users"),
+        ("idle s", "idle_seconds"),
+        ("changed", "change_time"),
+    )
+    report_keys = ("messages",)
+
+    def __init__(self) -> None:
+        self._notes: list[str] = []
+
+    def list(self, proc: ProcView) -> list[IpcObject]:
+        from ipctool_plugins.msgq import mqueuefs
+
+        found = [sysv_object(row, proc) for row in read_table(SYSV_TABLE)]
+        directory, note = mqueuefs.directory()
+        if note:
+            self._notes.append(f"POSIX queues not listed: {note}")
+            return found
+        for entry in sorted(os.listdir(directory)):
+            with contextlib.suppress(NotFound, PermissionDenied):
+                found.append(posix_object("/" + entry, proc))
+        return found
+
+    def notes(self) -> list[str]:
+        return self._notes
+
+    def find(self, target: str, proc: ProcView) -> IpcObject:
+        where = parse_ipc_target(target)
+        if where.posix:
+            return posix_object(where.label, proc)
+        for row in read_table(SYSV_TABLE):
+            if where.id is not None and int(row["msqid"]) == where.id:
+                return sysv_object(row, proc)
+            if where.key is not None and int(row["key"]) & 0xFFFFFFFF == where.key:
+                return sysv_object(row, proc)
+        raise NotFound(where.label, "no such queue")
+
+    def remove(self, obj: IpcObject) -> None:
+        if obj.kind == "posix":
+            import posix_ipc
+
+            try:
+                posix_ipc.unlink_message_queue(obj.target)
+            except posix_ipc.ExistentialError:
+                raise NotFound(obj.target, "no such queue") from None
+            except posix_ipc.PermissionsError:
+                raise PermissionDenied(obj.target, "permission denied") from None
+            return
+        import sysv_ipc
+
+        try:
+            sysv_ipc.remove_message_queue(obj.id)
+        except sysv_ipc.ExistentialError:
+            raise NotFound(obj.target, "no such queue") from None
+        except sysv_ipc.PermissionsError:
+            raise PermissionDenied(obj.target, "permission denied") from None
+
+    def limits(self) -> dict[str, Any]:
+        from ipctool_plugins.msgq import posix, sysv
+
+        return {"sysv": sysv.limits(), "posix": posix.limits()}
+
+    def describe(self, obj: IpcObject) -> str:
+        count = obj.extra.get("messages")
+        messages = "" if count is None else f", {count} message{'s' * (count != 1)}"
+        return super().describe(obj) + messages
+
+
+def may_remove(uid: int, creator_uid: int) -> bool:
+    """Only root, the owner or the creator may remove a SysV object (IPC_RMID)."""
+    return os.geteuid() in (0, uid, creator_uid)
+
+
+def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
+    from ipctool_plugins.msgq.sysv import msgmax
+
+    key = int(row["key"]) & 0xFFFFFFFF
+    queue_id = int(row["msqid"])
+    uid, cuid = int(row["uid"]), int(row["cuid"])
+    lspid, lrpid = int(row["lspid"]), int(row["lrpid"])
+    stime, rtime, ctime = int(row["stime"]), int(row["rtime"]), int(row["ctime"])
+    max_bytes = queue_bytes(key)
+    calls = MSG_SYSCALLS.get(os.uname().machine, set())
+    users = {pid for pid in (lspid, lrpid) if pid_alive(pid)}
+    users |= set(proc.blocked_pids(calls, queue_id))
+    extra = {
+        "key": key,
+        "name": None,
+        "creator": user_name(cuid),
+        "creator_uid": cuid,
+        "messages": int(row["qnum"]),
+        "bytes": int(row["cbytes"]),
+        "max_bytes": max_bytes,
+        "max_message": msgmax(),
+        "max_messages": None,
+        "last_send_pid": lspid or None,
+        "last_send_alive": pid_alive(lspid),
+        "last_recv_pid": lrpid or None,
+        "last_recv_alive": pid_alive(lrpid),
+        "holders": [],
+        "send_time": iso_time(stime),
+        "recv_time": iso_time(rtime),
+        "change_time": iso_time(ctime),
+    }
+    return IpcObject(
+        "msgq",
+        "sysv",
+        format_key(key) if key else f"--id={queue_id}",
+        id=queue_id,
+        uid=uid,
+        mode=int(row["perms"], 8) & 0o777,
+        size=int(row["cbytes"]),
+        capacity=max_bytes,
+        users=users,
+        last_used=max(stime, rtime, ctime),
+        idle_seconds=idle_for(stime, rtime, ctime),
+        removable=may_remove(uid, cuid),
+        extra=extra,
+    )
+
+
+def queue_bytes(key: int) -> int | None:
+    """msg_qbytes, when the queue has a key and we may read it (the kernel won't say else)."""
+    if not key:
+        return None
+    import sysv_ipc
+
+    try:
+        return int(sysv_ipc.MessageQueue(signed_key(key)).max_size)
+    except sysv_ipc.Error:
+        return None
+
+
+def posix_object(name: str, proc: ProcView) -> IpcObject:
+    import posix_ipc
+
+    from ipctool_plugins.msgq import mqueuefs
+
+    try:
+        queue = posix_ipc.MessageQueue(name, 0, read=True, write=False)
+    except posix_ipc.ExistentialError:
+        raise NotFound(name, "no such queue") from None
+    except posix_ipc.PermissionsError:
+        queue = None
+    if queue is None:  # not readable to us: what the mqueue filesystem shows
+        st, fields = mqueuefs.stat(name)
+    else:
+        try:
+            st, fields = os.fstat(queue.mqd), mqueuefs.status(name)
+            messages, max_messages = queue.current_messages, queue.max_messages
+            max_message = queue.max_message_size
+        finally:
+            queue.close()
+    if queue is None:
+        messages = max_messages = max_message = None
+    waiting = fields.get("QSIZE")
+    capacity = max_messages * max_message if max_messages and max_message else None
+    extra = {
+        "key": None,
+        "name": name,
+        "creator": user_name(st.st_uid),
+        "creator_uid": st.st_uid,
+        "messages": messages,
+        "bytes": waiting,
+        "max_bytes": capacity,
+        "max_message": max_message,
+        "max_messages": max_messages,
+        "last_send_pid": None,
+        "last_send_alive": None,
+        "last_recv_pid": None,
+        "last_recv_alive": None,
+        "holders": proc.holder_pids(st.st_dev, st.st_ino),
+        "send_time": None,
+        "recv_time": None,
+        "change_time": iso_time(st.st_mtime),
+    }
+    return IpcObject(
+        "msgq",
+        "posix",
+        name,
+        uid=st.st_uid,
+        mode=st.st_mode & 0o777,
+        size=waiting,
+        capacity=capacity,
+        users=extra["holders"],
+        last_used=st.st_mtime,
+        idle_seconds=idle_for(st.st_mtime),
+        removable=os.geteuid() in (0, st.st_uid),
+        extra=extra,
+    )
