@@ -65,7 +65,10 @@ class ContractCase:
     (b"" where the mechanism carries none, as signals); expected: what recv
     must print (default: the payload). send_target(target, receiver_pid):
     where send goes when that is not the recv target (signal: the pid of the
-    waiting recv).
+    waiting recv). stream: a byte-stream mechanism (fifo, unix, tcp), checked
+    with 1 MiB of random bytes too. leftovers(): the targets of objects this
+    test run created and left behind (found by the kit's run tag); the suite's
+    leak check removes them with `remove` and fails the run.
     """
 
     def __init__(
@@ -82,6 +85,8 @@ class ContractCase:
         payload: bytes = PAYLOAD,
         expected: bytes | None = None,
         send_target: Callable[[str, int], str] | None = None,
+        stream: bool = False,
+        leftovers: Callable[[], list[str]] | None = None,
     ) -> None:
         self.mechanism = mechanism
         self.label = label
@@ -95,6 +100,8 @@ class ContractCase:
         self.payload = payload
         self.expected = expected
         self.send_target = send_target
+        self.stream = stream
+        self.leftovers = leftovers or (lambda: [])
 
     def __str__(self) -> str:
         return f"{self.mechanism}-{self.label}"

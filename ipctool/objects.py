@@ -210,8 +210,13 @@ class ObjectSource:
     target_help = "The object."
     id_option = False
 
-    def list(self, proc: Any) -> Iterable[IpcObject]:
+    def list(self, proc: Any, scope: str | None = None) -> Iterable[IpcObject]:
+        """Every object this user can see; with a scope (see is_scope), those in it."""
         raise NotImplementedError
+
+    def is_scope(self, target: str) -> bool:
+        """Whether a target names a set to look in (a directory), not one object."""
+        return False
 
     def find(self, target: str, proc: Any) -> IpcObject:
         """The object `target` names; NotFound (or UsageError) if none."""

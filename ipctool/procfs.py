@@ -10,6 +10,7 @@ may not look into (another user's, without root) are passed over.
 from __future__ import annotations
 
 import os
+import stat
 from collections import defaultdict
 from functools import cached_property
 
@@ -65,6 +66,7 @@ class ProcView:
     def _open_files(self) -> dict[tuple[int, int], list[Holder]]:
         """(st_dev, st_ino) -> every descriptor open on it, in every process."""
         index: dict[tuple[int, int], list[Holder]] = defaultdict(list)
+        types = self._file_types
         for pid in self.pids:
             if pid == self.me:
                 continue
@@ -79,7 +81,24 @@ class ProcView:
                 except OSError:
                     continue
                 index[(st.st_dev, st.st_ino)].append(Holder(pid, int(fd)))
+                types[(st.st_dev, st.st_ino)] = stat.S_IFMT(st.st_mode)
         return index
+
+    @cached_property
+    def _file_types(self) -> dict[tuple[int, int], int]:
+        return {}  # filled by the walk of _open_files
+
+    def open_files_of_type(self, file_type: int) -> dict[tuple[int, int], list[Holder]]:
+        """Every open file of one type (stat.S_IFIFO, S_IFSOCK...) and its holders."""
+        index = self._open_files
+        return {k: v for k, v in index.items() if self._file_types.get(k) == file_type}
+
+    def path_of(self, holder: Holder) -> str:
+        """What the holder's descriptor points at ('' when it is gone)."""
+        try:
+            return os.readlink(f"{self.root}/{holder.pid}/fd/{holder.fd}")
+        except OSError:
+            return ""
 
     def holders(self, device: int, inode: int) -> list[Holder]:
         """Descriptors other processes have open on this file, FIFO or socket."""

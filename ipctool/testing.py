@@ -13,15 +13,17 @@ object a check creates is removed through `case.remove` even when it fails.
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ipctool.contract import PAYLOAD, VERBS, ContractCase
 from ipctool.registry import Registry, build_registry
+from ipctool.testkit import free_port, unique_key, unique_name, unique_path
 
 __all__ = [
     "PAYLOAD",
@@ -29,10 +31,17 @@ __all__ = [
     "Result",
     "assert_one_line_error",
     "check_contract",
+    "check_record",
     "command",
     "contract_cases",
+    "free_port",
+    "leftovers",
     "mechanisms_without_cases",
     "run",
+    "start_ready",
+    "unique_key",
+    "unique_name",
+    "unique_path",
 ]
 
 
@@ -101,13 +110,40 @@ def assert_one_line_error(result: Result, mechanism: str, code: int) -> None:
     assert "Traceback" not in result.err
 
 
-def round_trip(case: ContractCase, target: str) -> bytes:
+READY_ENV = "IPCTOOL_READY_FD"
+
+
+def start_ready(*args: str, stdout: Any = subprocess.PIPE, timeout: float = 10) -> subprocess.Popen:
+    """Start `ipctool ARGS` and return once it says it is ready (bound, opened or
+    blocked: the verb's readiness line on IPCTOOL_READY_FD), so tests never sleep."""
+    read_end, write_end = os.pipe()
+    env = {**os.environ, READY_ENV: str(write_end)}
+    proc = subprocess.Popen(
+        command(*args), stdout=stdout, stderr=subprocess.PIPE, env=env, pass_fds=(write_end,)
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as ready:
+            if not select.select([ready], [], [], timeout)[0]:
+                raise AssertionError(f"ipctool {' '.join(args)} never said it was ready")
+            line = ready.readline()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if not line:  # it ended before it was ready
+        _, err = proc.communicate(timeout=timeout)
+        raise AssertionError(f"ipctool {' '.join(args)} exited {proc.returncode}: {err!r}")
+    return proc
+
+
+def round_trip(case: ContractCase, target: str, payload: bytes) -> bytes:
     """send then recv (or recv first, for listeners); returns what recv printed."""
     recv_args = [case.mechanism, "recv", target, *case.recv_args, "--timeout", "10"]
 
     def send(receiver_pid: int = 0) -> Result:
         send_target = case.send_target(target, receiver_pid) if case.send_target else target
-        return run(case.mechanism, "send", send_target, *case.send_args, input=case.payload)
+        return run(case.mechanism, "send", send_target, *case.send_args, input=payload)
 
     if not case.recv_first:
         sent = send()
@@ -115,16 +151,11 @@ def round_trip(case: ContractCase, target: str) -> bytes:
         got = run(*recv_args)
         assert got.code == 0, got.err
         return got.stdout
-    receiver = subprocess.Popen(command(*recv_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    receiver = start_ready(*recv_args)
     try:
-        deadline = time.monotonic() + 10
-        while True:  # the receiver may not be listening yet
-            sent = send(receiver.pid)
-            if sent.code == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        sent = send(receiver.pid)
         assert sent.code == 0, sent.err
-        out, err = receiver.communicate(timeout=10)
+        out, err = receiver.communicate(timeout=30)
         assert receiver.returncode == 0, err
         return out
     finally:
@@ -136,29 +167,94 @@ def find_record(records: Sequence[dict[str, Any]], target: str) -> dict[str, Any
     return next((r for r in records if r.get("target") == target), None)
 
 
+SCHEMA: dict[str, tuple[type, ...]] = {  # README "Object records": the keys every record has
+    "mechanism": (str,),
+    "kind": (str,),
+    "target": (str,),
+    "id": (int, str, type(None)),
+    "owner": (str, type(None)),
+    "uid": (int, type(None)),
+    "mode": (str, type(None)),
+    "size": (int, type(None)),
+    "capacity": (int, type(None)),
+    "users": (list,),
+    "created": (str, type(None)),
+    "last_used": (str, type(None)),
+    "idle_seconds": (int, type(None)),
+    "stale": (bool, type(None)),
+    "stale_reason": (str, type(None)),
+    "removable": (bool,),
+}
+
+
+def check_record(record: dict[str, Any], mechanism: str) -> None:
+    """One inspect --json record follows the schema every mechanism shares."""
+    for key, types in SCHEMA.items():
+        assert key in record, f"{mechanism}: record has no {key!r}: {record}"
+        value = record[key]
+        assert isinstance(value, types), f"{mechanism}: {key}={value!r} is not {types}"
+    assert record["mechanism"] == mechanism, record
+    assert all(isinstance(pid, int) for pid in record["users"]), record["users"]
+    if record["mode"] is not None:
+        assert len(record["mode"]) == 4 and int(record["mode"], 8) >= 0, record["mode"]
+
+
+def check_lasting(case: ContractCase, target: str) -> None:
+    """inspect sees the object (in the schema), a fresh one is never stale, clean removes it."""
+    mech = case.mechanism
+    if not case.recv_first:  # the round trip consumed it: leave one message in
+        assert run(mech, "send", target, *case.send_args, input=b"x").code == 0
+    one = run(mech, "inspect", target, "--json")
+    assert one.code == 0, one.err
+    check_record(one.json(), mech)
+    canonical = one.json()["target"]
+    listed = run(mech, "inspect", "--json")
+    assert listed.code == 0, listed.err
+    for record in listed.json():
+        check_record(record, mech)
+    assert find_record(listed.json(), canonical), f"{canonical} not in inspect --json"
+    stale = run(mech, "clean", "--stale", "--dry-run", "--json")
+    assert stale.code == 0, stale.err
+    assert not find_record(stale.json(), canonical), "a fresh object counted as stale"
+    assert run(mech, "clean", target, "--dry-run").code == 0
+    assert run(mech, "inspect", target, "--json").code == 0, "--dry-run removed it"
+    cleaned = run(mech, "clean", target)
+    assert cleaned.code == 0, cleaned.err
+    assert run(mech, "inspect", target, "--json").code == 3
+
+
 def check_contract(case: ContractCase) -> None:
     """Round trip, inspect sees the object, clean removes it, a bad target is a usage error."""
     mech = case.mechanism
     target = case.new_target()  # outside the try: nothing to remove if this fails
     try:
         expected = case.payload if case.expected is None else case.expected
-        assert round_trip(case, target) == expected
+        assert round_trip(case, target, case.payload) == expected
+        if case.stream:  # a byte stream: 1 MiB of random bytes, exactly
+            import hashlib
+
+            data = os.urandom(1 << 20)
+            got = round_trip(case, target, data)
+            assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
         if case.lasting:  # an object that outlives its peers: inspect and clean it
-            assert run(mech, "send", target, *case.send_args, input=b"x").code == 0
-            one = run(mech, "inspect", target, "--json")
-            assert one.code == 0, one.err
-            canonical = one.json()["target"]
-            listed = run(mech, "inspect", "--json")
-            assert listed.code == 0, listed.err
-            assert find_record(listed.json(), canonical), f"{canonical} not in inspect --json"
-            assert run(mech, "clean", target, "--dry-run").code == 0
-            assert run(mech, "inspect", target, "--json").code == 0, "--dry-run removed it"
-            cleaned = run(mech, "clean", target)
-            assert cleaned.code == 0, cleaned.err
-            assert run(mech, "inspect", target, "--json").code == 3
+            check_lasting(case, target)
         bad = run(mech, "send", case.bad_target, input=b"x")
         assert_one_line_error(bad, mech, 2)
         for verb in VERBS:
             assert run(mech, verb, "--help").code == 0, f"{mech} {verb} --help"
     finally:
         case.remove(target)
+
+
+def leftovers(registry: Registry | None = None) -> list[tuple[ContractCase, str]]:
+    """What this test run left behind, by every plugin's own account; each removed."""
+    found, seen = [], set()
+    for case in contract_cases(registry):
+        key = (case.mechanism, case.leftovers)
+        if key in seen:
+            continue
+        seen.add(key)
+        for target in case.leftovers():
+            case.remove(target)
+            found.append((case, target))
+    return found

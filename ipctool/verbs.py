@@ -65,8 +65,11 @@ def show_limits(source: ObjectSource, as_json: bool) -> None:
 
 
 def cell(value: Any) -> Any:
+    """A JSON value as a table cell: lists space-separated, processes as pid(command)."""
     if isinstance(value, list):
-        return " ".join(map(str, value)) or "-"
+        return " ".join(map(cell, value)) or "-"
+    if isinstance(value, dict) and "pid" in value:
+        return f"{value['pid']}({value.get('command', '?')})"
     return value
 
 
@@ -81,7 +84,7 @@ def run_inspect(source: ObjectSource, target: str | None, limits: bool, as_json:
         show_limits(source, as_json)
         return
     proc = proc_view()
-    if target is not None:
+    if target is not None and not source.is_scope(target):
         one = record(source, source.find(target, proc))
         if as_json:
             print_json(one)
@@ -89,7 +92,7 @@ def run_inspect(source: ObjectSource, target: str | None, limits: bool, as_json:
             rows = [(key, cell(value)) for key, value in one.items()]
             print_table(f"{source.mechanism} {one['target']}", ["field", "value"], rows)
         return
-    records = [record(source, obj) for obj in source.list(proc)]
+    records = [record(source, obj) for obj in source.list(proc, scope=target)]
     for note in source.notes():
         warn(f"{source.mechanism}: {note}")
     if as_json:
@@ -144,14 +147,18 @@ def run_clean(
     from ipctool.procfs import proc_view
     from ipctool.registry import warn
 
-    if stale == (target is not None):
-        raise UsageError(None, f"name one {source.noun} ({source.target_metavar}) or use --stale")
+    scope = target if target is not None and source.is_scope(target) else None
+    if not stale and (target is None or scope is not None):
+        where = f" ({scope} is a place to look in: add --stale)" if scope else ""
+        raise UsageError(None, f"name one {source.noun} or use --stale{where}")
+    if stale and target is not None and scope is None:
+        raise UsageError(target, f"--stale looks at every {source.noun}; drop the target")
     if older_than is not None and not stale:
         raise UsageError(None, "--older-than goes with --stale")
     proc = proc_view()
     if stale:
         age = DEFAULT_STALE_AGE if older_than is None else older_than
-        candidates = [o for o in source.list(proc) if over_age(o, age)]
+        candidates = [o for o in source.list(proc, scope=scope) if over_age(o, age)]
         for note in source.notes():
             warn(f"{source.mechanism}: {note}")
     else:

@@ -3,8 +3,6 @@ C peers compiled from tests/peers, and a leak check over the whole run."""
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -12,18 +10,12 @@ from pathlib import Path
 
 import pytest
 
-# One tag for this whole run, inherited by xdist workers: see unique_key().
-os.environ.setdefault("IPCTOOL_TEST_TAG", str(random.randrange(256)))
 from ipctool.testing import Result, run
-from ipctool_plugins.msgq.testing import (
-    remove_posix,
-    remove_sysv,
-    run_key_prefix,
-    run_name_prefix,
-    unique_key,
-    unique_name,
-)
+from ipctool.testkit import unique_key, unique_name
+from ipctool_plugins.msgq.testing import remove_posix, remove_sysv
 
+# The run tag, the leak check (ipctool_leak_check in pyproject.toml) and the
+# contract fixtures come from ipctool's own pytest plugin (ipctool/pytest_plugin.py).
 PEERS = Path(__file__).parent / "peers"
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
@@ -77,27 +69,6 @@ def sysv_keys_present() -> set[int]:
     with open("/proc/sysvipc/msg") as f:
         next(f)
         return {int(line.split()[0]) & 0xFFFFFFFF for line in f}
-
-
-def leaked_objects() -> list[str]:
-    keys = [k for k in sysv_keys_present() if k >> 16 == run_key_prefix()]
-    names = []
-    if os.path.isdir("/dev/mqueue"):
-        prefix = run_name_prefix().lstrip("/")
-        names = ["/" + n for n in os.listdir("/dev/mqueue") if n.startswith(prefix)]
-    return [hex(k) for k in keys] + names
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if any test left a queue behind (then remove it)."""
-    if hasattr(session.config, "workerinput"):
-        return  # with xdist, the controller checks once all workers are done
-    leaks = leaked_objects()
-    for obj in leaks:
-        (remove_posix if obj.startswith("/") else remove_sysv)(obj)
-    if leaks:
-        print(f"\nleaked IPC objects (now removed): {leaks}")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 __all__ = ["run", "run_as_nobody"]

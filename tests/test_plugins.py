@@ -224,7 +224,9 @@ def test_wheel_maps_plugins_to_a_distinct_package(tmp_path: Path) -> None:
     assert not [n for n in names if n.startswith("plugins/")]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "[ipctool]\nmsgq = ipctool_plugins.msgq" in text
+    section = text.split("[ipctool]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert {"msgq = ipctool_plugins.msgq", "fifo = ipctool_plugins.fifo"} <= set(section)
+    assert "ipctool_plugins/fifo/commands.py" in names
 
 
 def test_every_public_api_name_resolves() -> None:

@@ -62,7 +62,7 @@ class QueueSource(ObjectSource):
     def __init__(self) -> None:
         self._notes: list[str] = []
 
-    def list(self, proc: ProcView) -> list[IpcObject]:
+    def list(self, proc: ProcView, scope: str | None = None) -> list[IpcObject]:
         from ipctool_plugins.msgq import mqueuefs
 
         found = [sysv_object(row, proc) for row in read_table(SYSV_TABLE)]

@@ -1,46 +1,13 @@
-"""Contract cases for msgq: unique SysV keys and POSIX names, removed without ipctool."""
+"""Contract cases for msgq: the kit's unique SysV keys and POSIX names, removed without
+ipctool."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 
 from ipctool.api import ContractCase
-
-# Test keys are 0x7e, a run tag, a worker number and a counter (8 bits each):
-# parallel workers never meet, and a run's leak check sweeps only its own tag,
-# so two test runs on one machine leave each other alone.
-TEST_KEY_BASE = 0x7E000000
-TEST_NAME_PREFIX = "/ipctool-test-"
-TAG_ENV = "IPCTOOL_TEST_TAG"
-_counter = itertools.count(1)
-
-
-def run_tag() -> int:
-    return int(os.environ.get(TAG_ENV, os.getpid())) & 0xFF
-
-
-def _worker() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
-    return int(worker[2:]) & 0xFF if worker[2:].isdigit() else os.getpid() & 0xFF
-
-
-def unique_key() -> int:
-    return TEST_KEY_BASE | run_tag() << 16 | _worker() << 8 | next(_counter) & 0xFF
-
-
-def run_key_prefix() -> int:
-    """The high 16 bits every key of this test run shares."""
-    return (TEST_KEY_BASE | run_tag() << 16) >> 16
-
-
-def run_name_prefix() -> str:
-    return f"{TEST_NAME_PREFIX}{run_tag()}-"
-
-
-def unique_name() -> str:
-    return f"{run_name_prefix()}{_worker()}-{next(_counter)}"
+from ipctool.testkit import run_key_prefix, run_name_prefix, unique_key, unique_name
 
 
 def remove_sysv(target: str) -> None:
@@ -57,6 +24,23 @@ def remove_posix(target: str) -> None:
         posix_ipc.unlink_message_queue(target)
 
 
+def sysv_leftovers() -> list[str]:
+    with open("/proc/sysvipc/msg") as f:
+        next(f)
+        keys = [int(line.split()[0]) & 0xFFFFFFFF for line in f]
+    return [hex(k) for k in keys if k >> 16 == run_key_prefix()]
+
+
+def posix_leftovers() -> list[str]:
+    from ipctool_plugins.msgq import mqueuefs
+
+    directory, _ = mqueuefs.directory()
+    prefix = run_name_prefix().lstrip("/")
+    if not directory:
+        return []
+    return ["/" + n for n in os.listdir(directory) if n.startswith(prefix)]
+
+
 def contract_cases() -> list[ContractCase]:
     return [
         ContractCase(
@@ -65,6 +49,7 @@ def contract_cases() -> list[ContractCase]:
             new_target=lambda: hex(unique_key()),
             remove=remove_sysv,
             bad_target="notakey",
+            leftovers=sysv_leftovers,
         ),
         ContractCase(
             mechanism="msgq",
@@ -72,5 +57,15 @@ def contract_cases() -> list[ContractCase]:
             new_target=unique_name,
             remove=remove_posix,
             bad_target="/two/slashes",
+            leftovers=posix_leftovers,
+        ),
+        ContractCase(  # a receiver that starts before its sender (and creates the queue)
+            mechanism="msgq",
+            label="sysv-recv-first",
+            new_target=lambda: hex(unique_key()),
+            remove=remove_sysv,
+            bad_target="0x",
+            recv_first=True,
+            recv_args=("--create",),
         ),
     ]

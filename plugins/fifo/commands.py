@@ -1,0 +1,211 @@
+"""fifo send and recv: byte streams through a named pipe, by path.
+
+inspect and clean are the core's, from objects.FifoSource.
+
+No `from __future__ import annotations` here: typer reads these annotations.
+"""
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from ipctool.api import (
+    DEFAULT_MODE,
+    Mode,
+    NotFound,
+    Nowait,
+    ReadyFd,
+    TimeoutOption,
+    UsageError,
+    WouldBlock,
+    announce_ready,
+    from_os_error,
+    new_app,
+    relay,
+    retry_until,
+    wait_fd,
+)
+
+app = new_app(
+    help="""FIFOs (named pipes) by PATH: send copies stdin in, recv copies it out.
+
+Either end creates a missing FIFO (mode 0600, or --mode) and removes it when its
+transfer ends, unless --keep; a FIFO ipctool did not create is never removed. A path
+that exists and is not a FIFO (a file, a directory, a socket, a symbolic link) is
+refused and left untouched. --timeout covers waiting for the other end and idle time.""",
+    epilog="""\b
+Examples:
+  ipctool fifo recv /tmp/jobs.fifo > out &
+  tar c dir | ipctool fifo send /tmp/jobs.fifo
+  ipctool fifo inspect --json""",
+)
+
+Path = Annotated[str, typer.Argument(metavar="PATH", help="The FIFO's path.")]
+Keep = Annotated[
+    bool, typer.Option("--keep", help="Keep a FIFO this command created (default: remove it).")
+]
+POLLIN, POLLHUP = 0x001, 0x010
+
+
+class Fifo:
+    """A FIFO at a path, opened without following a symbolic link; removed at the
+    end only if this command created it and the path still holds that FIFO."""
+
+    def __init__(self, path: str, mode: int, keep: bool) -> None:
+        if not path:
+            raise UsageError(None, "name a FIFO's path")
+        self.path = path
+        self.mode = mode
+        self.keep = keep
+        self.created: tuple[int, int] | None = None  # (st_dev, st_ino) of the FIFO we made
+
+    def prepare(self) -> None:
+        """Check what is at the path; create a FIFO there if nothing is."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            self._create()
+            return
+        except OSError as err:
+            raise self.error(err) from None
+        if not stat.S_ISFIFO(st.st_mode):
+            from ipctool_plugins.fifo.objects import kind_of
+
+            raise UsageError(self.path, f"exists and is not a FIFO ({kind_of(st.st_mode)})")
+
+    def _create(self) -> None:
+        umask = os.umask(0)  # --mode means exactly that mode
+        try:
+            os.mkfifo(self.path, self.mode)
+        except FileExistsError:  # the other end made it first
+            os.umask(umask)
+            self.prepare()
+            return
+        except OSError as err:
+            os.umask(umask)
+            if err.errno == errno.ENOENT:
+                raise NotFound(self.path, "no such directory") from None
+            raise self.error(err) from None
+        os.umask(umask)
+        st = os.lstat(self.path)
+        self.created = (st.st_dev, st.st_ino)
+
+    def open(self, flags: int) -> int | None:
+        """A non-blocking descriptor, or None while a writer finds no reader (ENXIO)."""
+        try:
+            fd = os.open(self.path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            if err.errno == errno.ENXIO:
+                return None
+            raise self.error(err) from None
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):  # swapped after prepare() looked
+            os.close(fd)
+            raise UsageError(self.path, "is no longer a FIFO")
+        return fd
+
+    def error(self, err: OSError) -> Exception:
+        if err.errno == errno.ELOOP:
+            return UsageError(self.path, "exists and is not a FIFO (a symbolic link)")
+        return from_os_error(self.path, err)
+
+    def remove_if_ours(self) -> None:
+        if self.created is None or self.keep:
+            return
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self.created:
+                os.unlink(self.path)
+        except OSError:
+            pass  # gone already (the lecture's reader unlinks it): nothing to do
+
+
+@contextmanager
+def fifo_at(path: str, mode: int, keep: bool) -> Iterator[Fifo]:
+    fifo = Fifo(path, mode, keep)
+    fifo.prepare()
+    try:
+        yield fifo
+    finally:  # Ctrl-C, timeout and errors too: leave nothing we made behind
+        fifo.remove_if_ours()
+
+
+@app.command()
+def send(
+    path: Path,
+    timeout: TimeoutOption = None,
+    mode: Mode = DEFAULT_MODE,
+    keep: Keep = False,
+    ready_fd: ReadyFd = None,
+) -> None:
+    """Copy stdin into the FIFO; wait for a reader to open it first.
+
+    A reader that goes away mid-stream ends send with an error naming the FIFO.
+
+    \b
+    Examples:
+      tar c dir | ipctool fifo send /tmp/jobs.fifo
+      ipctool fifo send /tmp/x.fifo --timeout 5 < data.bin
+    """
+    with fifo_at(path, mode, keep) as fifo:
+        announce_ready(fifo.path, ready_fd)
+        fd = retry_until(lambda: fifo.open(os.O_WRONLY), timeout=timeout, obj=path)
+        try:
+            relay(0, fd, idle_timeout=timeout, obj=path)
+        finally:
+            os.close(fd)
+
+
+@app.command()
+def recv(
+    path: Path,
+    timeout: TimeoutOption = None,
+    nowait: Nowait = False,
+    mode: Mode = DEFAULT_MODE,
+    keep: Keep = False,
+    ready_fd: ReadyFd = None,
+) -> None:
+    """Copy what is written into the FIFO to stdout, until the writer closes it.
+
+    Waits for a writer to open it first; --nowait exits 5 if none has it open.
+
+    \b
+    Examples:
+      ipctool fifo recv /tmp/jobs.fifo > out
+      ipctool fifo recv /tmp/jobs.fifo --timeout 10 | tar x
+    """
+    with fifo_at(path, mode, keep) as fifo:
+        fd = fifo.open(os.O_RDONLY)
+        assert fd is not None  # a reader's open never waits
+        try:
+            announce_ready(fifo.path, ready_fd)
+            if nowait and not has_writer(fd):
+                raise WouldBlock(path, "no writer has the FIFO open")
+            # Before any writer came, read() says EOF: wait for one (data or hang-up).
+            wait_fd(fd, POLLIN, timeout=timeout, obj=path, watch_stdout=True)
+            relay(fd, 1, idle_timeout=timeout, obj=path)
+        finally:
+            os.close(fd)
+
+
+def has_writer(fd: int) -> bool:
+    """Whether some other process holds the FIFO open for writing (or data waits)."""
+    from ipctool.api import ProcView
+
+    st = os.fstat(fd)
+    holders = ProcView().holders(st.st_dev, st.st_ino)
+    return any("w" in h.access for h in holders) or bytes_waiting(fd) > 0
+
+
+def bytes_waiting(fd: int) -> int:
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
