@@ -17,6 +17,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "unique_key",
     "unique_name",
     "unique_path",
+    "wait_until_blocked",
 ]
 
 
@@ -113,13 +115,20 @@ def assert_one_line_error(result: Result, mechanism: str, code: int) -> None:
 READY_ENV = "IPCTOOL_READY_FD"
 
 
-def start_ready(*args: str, stdout: Any = subprocess.PIPE, timeout: float = 10) -> subprocess.Popen:
+def start_ready(
+    *args: str, stdout: Any = subprocess.PIPE, stdin: Any = subprocess.DEVNULL, timeout: float = 10
+) -> subprocess.Popen:
     """Start `ipctool ARGS` and return once it says it is ready (bound, opened or
     blocked: the verb's readiness line on IPCTOOL_READY_FD), so tests never sleep."""
     read_end, write_end = os.pipe()
     env = {**os.environ, READY_ENV: str(write_end)}
     proc = subprocess.Popen(
-        command(*args), stdout=stdout, stderr=subprocess.PIPE, env=env, pass_fds=(write_end,)
+        command(*args),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        pass_fds=(write_end,),
     )
     os.close(write_end)
     try:
@@ -135,6 +144,51 @@ def start_ready(*args: str, stdout: Any = subprocess.PIPE, timeout: float = 10) 
         _, err = proc.communicate(timeout=timeout)
         raise AssertionError(f"ipctool {' '.join(args)} exited {proc.returncode}: {err!r}")
     return proc
+
+
+# System calls a waiting ipctool sleeps in, by machine: read, poll, select, pause,
+# accept, recvfrom, msgsnd, msgrcv, mq_timedsend/receive, pselect6, ppoll, epoll
+# waits, accept4, rt_sigtimedwait, rt_sigsuspend, openat (a FIFO's blocking open).
+BLOCKING_CALLS = {
+    "x86_64": {0, 7, 23, 34, 43, 45, 69, 70, 128, 130, 232, 242, 243, 257, 270, 271, 281, 288},
+    "aarch64": {63, 73, 72, 202, 207, 188, 189, 182, 183, 137, 133, 56, 22, 242},
+}
+
+
+def wait_until_blocked(pid: int, timeout: float = 10) -> None:
+    """Return once the process sleeps in a waiting system call (not still starting
+    up): the condition a test of "in use", Ctrl-C or a timeout starts from."""
+    calls = BLOCKING_CALLS.get(os.uname().machine)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+            with open(f"/proc/{pid}/syscall") as f:
+                call = f.read().split()[0]
+        except (OSError, IndexError):
+            raise AssertionError(f"process {pid} ended before it blocked") from None
+        if state == "S" and call.isdigit() and (calls is None or int(call) in calls):
+            return
+        time.sleep(0.002)  # polling a condition, not waiting out a time
+    raise AssertionError(f"process {pid} never blocked in a waiting system call")
+
+
+def check_in_use_refused(case: ContractCase, target: str) -> None:
+    """A receiver waiting on the object makes it in use: clean refuses it (exit 6)."""
+    mech = case.mechanism
+    receiver = start_ready(mech, "recv", target, *case.recv_args, "--timeout", "60")
+    try:
+        wait_until_blocked(receiver.pid)
+        refused = run(mech, "clean", target)
+        assert_one_line_error(refused, mech, 6)
+        assert str(receiver.pid) in refused.err, refused.err
+        assert run(mech, "inspect", target, "--json").code == 0, "clean removed an object in use"
+        record = run(mech, "inspect", target, "--json").json()
+        assert receiver.pid in record["users"], record
+    finally:
+        receiver.kill()
+        receiver.wait()
 
 
 def round_trip(case: ContractCase, target: str, payload: bytes) -> bytes:
@@ -202,6 +256,7 @@ def check_record(record: dict[str, Any], mechanism: str) -> None:
 def check_lasting(case: ContractCase, target: str) -> None:
     """inspect sees the object (in the schema), a fresh one is never stale, clean removes it."""
     mech = case.mechanism
+    check_in_use_refused(case, target)
     if not case.recv_first:  # the round trip consumed it: leave one message in
         assert run(mech, "send", target, *case.send_args, input=b"x").code == 0
     one = run(mech, "inspect", target, "--json")

@@ -3,6 +3,7 @@ C peers compiled from tests/peers, and a leak check over the whole run."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -43,7 +44,8 @@ def compile_peer(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("peers")
 
     def build(source: str, **defines: str) -> Path:
-        binary = out / (source.removesuffix(".c") + "".join(f"-{v}" for v in defines.values()))
+        tag = hashlib.sha1(repr(sorted(defines.items())).encode()).hexdigest()[:12]
+        binary = out / f"{source.removesuffix('.c')}-{tag}"
         flags = [f"-D{k}={v}" for k, v in defines.items()]
         subprocess.run(["gcc", "-O2", *flags, "-o", str(binary), str(PEERS / source)], check=True)
         return binary
