@@ -68,7 +68,9 @@ class ContractCase:
     waiting recv). stream: a byte-stream mechanism (fifo, unix, tcp), checked
     with 1 MiB of random bytes too. leftovers(): the targets of objects this
     test run created and left behind (found by the kit's run tag); the suite's
-    leak check removes them with `remove` and fails the run.
+    leak check removes them with `remove` and fails the run. waits: recv on an
+    existing, empty object waits (after saying it is ready), and while it waits
+    the object is in use: clean must refuse it.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class ContractCase:
         send_target: Callable[[str, int], str] | None = None,
         stream: bool = False,
         leftovers: Callable[[], list[str]] | None = None,
+        waits: bool = True,
     ) -> None:
         self.mechanism = mechanism
         self.label = label
@@ -101,6 +104,7 @@ class ContractCase:
         self.expected = expected
         self.send_target = send_target
         self.stream = stream
+        self.waits = waits
         self.leftovers = leftovers or (lambda: [])
 
     def __str__(self) -> str:

@@ -60,7 +60,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     wanted = set(metafunc.config.getini("ipctool_mechanisms"))
     cases = [c for c in contract_cases() if not wanted or c.mechanism in wanted]
+    missing = wanted - {c.mechanism for c in cases}
+    # A mechanism named but not found is a failure, never an empty (skipped) test.
+    cases += [missing_case(name) for name in sorted(missing)]
     metafunc.parametrize("ipctool_contract_case", cases, ids=str)
+
+
+def missing_case(mechanism: str) -> Any:
+    from ipctool.testing import broken_case
+
+    return broken_case(mechanism, LookupError("no installed plugin has contract cases for it"))
 
 
 def _mark_used() -> None:

@@ -70,3 +70,43 @@ def test_install_command_and_first_example_run_as_shown(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "hi\n"
+
+
+def test_plugin_example_passes_its_own_contract(tmp_path: Path) -> None:
+    """The README's `drop` plugin, installed as its files say, passes the shared
+    contract through ipctool's pytest plugin, as a third party's suite would run it."""
+    import os
+    import subprocess
+    import sys
+
+    section = README.split("### Writing a plugin", 1)[1].split("**Hooks**", 1)[0]
+    blocks = re.findall(r"```(?:python|toml)\n# ([^\s:]+)[^\n]*\n(.*?)```", section, re.DOTALL)
+    files = dict(blocks)
+    assert set(files) >= {"drop/__init__.py", "drop/objects.py", "tests/test_contract.py"}
+    for name, text in files.items():
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    info = tmp_path / "drop-1.0.dist-info"  # what pip would leave for the entry point
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: drop\nVersion: 1.0\n")
+    entry = files["pyproject.toml"].split("[project.entry-points.ipctool]\n", 1)[1]
+    line = entry.split("\n\n", 1)[0].replace('"', "")  # TOML's quotes are not the INI's
+    (info / "entry_points.txt").write_text(f"[ipctool]\n{line}\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "DROP_SPOOL": str(tmp_path / "spool"),
+    }
+    env.pop("PYTEST_XDIST_WORKER", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout, done.stdout[-2000:]
