@@ -110,3 +110,19 @@ def test_plugin_example_passes_its_own_contract(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout, done.stdout[-2000:]
+
+
+def test_hook_docstring_examples_run() -> None:
+    """Each hook spec's docstring example is code that runs and returns what the hook must."""
+    import textwrap
+
+    from ipctool.contract import ContractCase, Mechanism
+
+    wanted = {"ipctool_mechanisms": Mechanism, "ipctool_contract_cases": ContractCase}
+    for hook, kind in wanted.items():
+        doc = getattr(hookspecs, hook).__doc__
+        code = textwrap.dedent(doc.split("::\n", 1)[1])
+        namespace: dict = {}
+        exec(compile(code, f"<{hook} docstring>", "exec"), namespace)
+        returned = namespace[hook]()
+        assert returned and all(isinstance(item, kind) for item in returned), returned
