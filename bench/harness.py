@@ -29,6 +29,7 @@ import random
 import re
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -234,6 +235,7 @@ class Bench:
                 stdout=subprocess.DEVNULL if stdout is None else stdout,
                 stderr=err,
                 env=env,
+                start_new_session=True,  # its own process group, killed as one on failure
             )
             started.append((proc, popen, err_path))
 
@@ -401,7 +403,7 @@ def wait_all(procs: Sequence[subprocess.Popen[bytes]], deadline: float) -> bool:
             if not running:
                 return True
             if any(proc.returncode for proc in procs) or remaining <= 0:
-                kill_all(running)
+                kill_all(procs)
                 return remaining > 0
             poller.poll(remaining * 1000)
     finally:
@@ -415,10 +417,11 @@ def tail(path: Path) -> str:
 
 
 def kill_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Kill each process's group: a failed process may leave children running."""
     for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def figure_result(figure: Figure, samples: Mapping[str, Sequence[float]]) -> dict[str, object]:
@@ -457,7 +460,7 @@ def cases_table(samples: Mapping[str, Sequence[float]]) -> str:
 
 
 def figures_table(results: Sequence[Mapping[str, object]]) -> str:
-    rows = [["figure", "ipctool", "reference", "ratio", "IQR", "min-max", "target", ""]]
+    rows = [["figure", "case", "reference", "ratio", "IQR", "min-max", "target", ""]]
     for result in results:
         s = Spread(**result["spread"])  # type: ignore[arg-type]
         mark = "x" if result["speed"] else ""
