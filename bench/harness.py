@@ -253,7 +253,7 @@ class Bench:
 
     def report(self, title: str, figures: Sequence[Figure], notes: Sequence[str] = ()) -> None:
         """Print the cases and figures (and write --json); targets are information only."""
-        results = [figure_result(figure, self.samples) for figure in figures]
+        results = [Result.of(figure, self.samples) for figure in figures]
         text = [self.header(title)]
         if self.smoke:
             text.append(
@@ -263,10 +263,10 @@ class Bench:
         notes = [
             *notes,
             *(
-                f"{r['label']}: {r['rounds_left_out']} round(s) left out "
+                f"{r.figure.label}: {r.rounds_left_out} round(s) left out "
                 "(there the small transfer took longer than the big one)"
                 for r in results
-                if r["rounds_left_out"]
+                if r.rounds_left_out
             ),
         ]
         text.append(cases_table(self.samples))
@@ -291,7 +291,7 @@ class Bench:
                         "title": title,
                         "settings": self.settings(),
                         "seconds_per_round": self.samples,
-                        "figures": results,
+                        "figures": [{**asdict(r), "verdict": r.verdict} for r in results],
                     },
                     indent=2,
                 )
@@ -424,31 +424,50 @@ def kill_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
         proc.wait()
 
 
-def figure_result(figure: Figure, samples: Mapping[str, Sequence[float]]) -> dict[str, object]:
-    """Per-round ratios of one figure, their spread, and the medians behind them."""
-    case, reference = samples[figure.case], samples[figure.reference]
-    if figure.baseline:
-        case = [a - b for a, b in zip(case, samples[figure.baseline[0]], strict=True)]
-        reference = [a - b for a, b in zip(reference, samples[figure.baseline[1]], strict=True)]
-    # A round where noise made the small transfer the slower one says nothing: left out.
-    rounds = [(c, r) for c, r in zip(case, reference, strict=True) if c > 0 and r > 0]
-    if not rounds:
-        raise BenchError(f"{figure.label}: no round with a usable time")
-    ratios = [r / c if figure.speed else c / r for c, r in rounds]
-    spread = Spread.of(ratios)
-    verdict = ""
-    if figure.target is not None:
-        good = spread.median >= figure.target if figure.speed else spread.median <= figure.target
-        verdict = "PASS" if good else "MISS"
-    return {
-        **asdict(figure),
-        "case_seconds": statistics.median(c for c, _ in rounds),
-        "reference_seconds": statistics.median(r for _, r in rounds),
-        "rounds_left_out": len(case) - len(rounds),
-        "ratios": ratios,
-        "spread": asdict(spread),
-        "verdict": verdict,
-    }
+@dataclass(frozen=True)
+class Result:
+    """A figure as measured: its per-round ratios and their spread."""
+
+    figure: Figure
+    ratios: list[float]
+    spread: Spread
+    case_seconds: float  # medians over the rounds used (after subtracting any baseline)
+    reference_seconds: float
+    rounds_left_out: int
+
+    @classmethod
+    def of(cls, figure: Figure, samples: Mapping[str, Sequence[float]]) -> Result:
+        case, reference = samples[figure.case], samples[figure.reference]
+        if figure.baseline:
+            case = [a - b for a, b in zip(case, samples[figure.baseline[0]], strict=True)]
+            reference = [a - b for a, b in zip(reference, samples[figure.baseline[1]], strict=True)]
+        # A round where noise made the small transfer the slower one says nothing: left out.
+        rounds = [(c, r) for c, r in zip(case, reference, strict=True) if c > 0 and r > 0]
+        if not rounds:
+            raise BenchError(f"{figure.label}: no round with a usable time")
+        ratios = [r / c if figure.speed else c / r for c, r in rounds]
+        return cls(
+            figure,
+            ratios,
+            Spread.of(ratios),
+            statistics.median(c for c, _ in rounds),
+            statistics.median(r for _, r in rounds),
+            len(case) - len(rounds),
+        )
+
+    @property
+    def verdict(self) -> str:
+        target = self.figure.target
+        if target is None:
+            return ""
+        good = self.spread.median >= target if self.figure.speed else self.spread.median <= target
+        return "PASS" if good else "MISS"
+
+    def amount(self, seconds: float) -> str:
+        """A time, or the rate it means when the figure says how much was moved."""
+        if self.figure.work is None:
+            return duration(seconds)
+        return rate(self.figure.work / seconds, self.figure.unit)
 
 
 def cases_table(samples: Mapping[str, Sequence[float]]) -> str:
@@ -459,33 +478,24 @@ def cases_table(samples: Mapping[str, Sequence[float]]) -> str:
     return table(rows)
 
 
-def figures_table(results: Sequence[Mapping[str, object]]) -> str:
+def figures_table(results: Sequence[Result]) -> str:
     rows = [["figure", "case", "reference", "ratio", "IQR", "min-max", "target", ""]]
     for result in results:
-        s = Spread(**result["spread"])  # type: ignore[arg-type]
-        mark = "x" if result["speed"] else ""
-        target = result["target"]
+        figure, s = result.figure, result.spread
+        target = figure.target
         rows.append(
             [
-                str(result["label"]),
-                amount(result, "case_seconds"),
-                amount(result, "reference_seconds"),
-                f"{s.median:.2f}{mark}",
+                figure.label,
+                result.amount(result.case_seconds),
+                result.amount(result.reference_seconds),
+                f"{s.median:.2f}{'x' if figure.speed else ''}",
                 f"{s.q1:.2f}-{s.q3:.2f}",
                 f"{s.low:.2f}-{s.high:.2f}",
-                "" if target is None else f"{'>=' if result['speed'] else '<='} {target:.2f}",
-                str(result["verdict"]),
+                "" if target is None else f"{'>=' if figure.speed else '<='} {target:.2f}",
+                result.verdict,
             ]
         )
     return table(rows)
-
-
-def amount(result: Mapping[str, object], key: str) -> str:
-    seconds = float(result[key])  # type: ignore[arg-type]
-    work = result["work"]
-    if work is None:
-        return duration(seconds)
-    return rate(float(work) / seconds, str(result["unit"]))  # type: ignore[arg-type]
 
 
 def duration(seconds: float) -> str:
@@ -565,6 +575,7 @@ __all__ = [
     "BenchError",
     "Figure",
     "Proc",
+    "Result",
     "Spread",
     "check_same",
     "compile_c",
