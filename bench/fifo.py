@@ -23,7 +23,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import IPCTOOL, Bench, Figure, Proc, check_same, main, parse_size, parser, write_random
+from harness import (
+    IPCTOOL,
+    Bench,
+    Figure,
+    Proc,
+    check_same,
+    main,
+    parse_size,
+    parser,
+    transfer_figures,
+    write_random,
+)
 
 SMALL = 16  # the steady-state baseline moves 1/SMALL of the data
 TARGET = 1.0  # ipctool time ÷ cat-FIFO time, at most
@@ -98,16 +109,13 @@ def body(bench: Bench) -> None:
 
     def figures(case: str, reference: str, target: float | None = None) -> list[Figure]:
         big, small = f" {size >> 20} MiB", f" {(size // SMALL) >> 20} MiB"
-        label = f"{case} ÷ {reference}"
-        return [
-            Figure(f"{label}, end to end", case + big, reference + big, target=target),
-            Figure(
-                f"{label}, steady state",
-                case + big,
-                reference + big,
-                baseline=(case + small, reference + small),
-            ),
-        ]
+        return transfer_figures(
+            f"{case} ÷ {reference}",
+            case + big,
+            reference + big,
+            (case + small, reference + small),
+            targets=(target, None),
+        )
 
     chosen = figures("cat FIFO", "head | cat")
     if "ipctool fifo" in transfers:

@@ -94,6 +94,39 @@ class Figure:
     unit: str = ""
 
 
+def transfer_figures(
+    label: str,
+    case: str,
+    reference: str,
+    baseline: tuple[str, str],
+    *,
+    speed: bool = False,
+    targets: tuple[float | None, float | None] = (None, None),
+    work: tuple[float, float] | None = None,
+    unit: str = "",
+) -> list[Figure]:
+    """A transfer's end-to-end figure and its steady-state twin.
+
+    baseline: the small transfers of the case and the reference; targets and
+    work (the big and the small transfer's amounts) go end to end, steady state.
+    """
+    total, small = (None, None) if work is None else work
+    end_to_end = Figure(
+        f"{label}, end to end", case, reference, speed, targets[0], None, total, unit
+    )
+    steady = Figure(
+        f"{label}, steady state",
+        case,
+        reference,
+        speed,
+        targets[1],
+        baseline,
+        None if total is None or small is None else total - small,
+        unit,
+    )
+    return [end_to_end, steady]
+
+
 @dataclass(frozen=True)
 class Spread:
     median: float
@@ -565,23 +598,3 @@ def parse_size(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1G, 64M, 4096)")
     return int(match[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[match[2]]
-
-
-__all__ = [
-    "IPCTOOL",
-    "MIN_ROUNDS",
-    "PYTHON",
-    "Bench",
-    "BenchError",
-    "Figure",
-    "Proc",
-    "Result",
-    "Spread",
-    "check_same",
-    "compile_c",
-    "main",
-    "parse_size",
-    "parser",
-    "sha256",
-    "write_random",
-]

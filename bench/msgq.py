@@ -35,6 +35,7 @@ from harness import (
     main,
     parse_size,
     parser,
+    transfer_figures,
     write_random,
 )
 
@@ -44,6 +45,7 @@ STREAM_MESSAGE = 8192  # bytes per C stream message (SysV msgmax here)
 SMALL = 16  # the steady-state baseline moves 1/SMALL of the data
 LINES_TARGET = 0.6  # ipctool rate ÷ C rate, at least
 STREAM_STEADY_TARGET = 0.7
+Targets = tuple[float | None, float | None]  # end to end, steady state
 
 
 def exists(key: int) -> bool:
@@ -209,38 +211,23 @@ def body(bench: Bench) -> None:
             cases[name] = lambda pair=pair, source=source: pair.run(bench, queues, source)
     bench.measure(cases)
 
-    def figures(
-        kind: str, big: int, unit: str, targets: tuple[float | None, float | None]
-    ) -> list[Figure]:
+    def figures(kind: str, number: int, big: int, unit: str, targets: Targets) -> list[Figure]:
         small = big // SMALL
-        case, ref = names[kind, "ipctool", big], names[kind, "C", big]
-        label = f"({1 if kind == 'lines' else 2}) {kind}"
-        return [
-            Figure(
-                f"{label}, end to end",
-                case,
-                ref,
-                speed=True,
-                target=targets[0],
-                work=big,
-                unit=unit,
-            ),
-            Figure(
-                f"{label}, steady state",
-                case,
-                ref,
-                speed=True,
-                target=targets[1],
-                baseline=(names[kind, "ipctool", small], names[kind, "C", small]),
-                work=big - small,
-                unit=unit,
-            ),
-        ]
+        return transfer_figures(
+            f"({number}) {kind}",
+            names[kind, "ipctool", big],
+            names[kind, "C", big],
+            (names[kind, "ipctool", small], names[kind, "C", small]),
+            speed=True,
+            targets=targets,
+            work=(big, small),
+            unit=unit,
+        )
 
     bench.report(
         "ipctool msgq against C",
-        figures("lines", messages, "msg", (LINES_TARGET, None))
-        + figures("stream", stream_bytes, "B", (None, STREAM_STEADY_TARGET)),
+        figures("lines", 1, messages, "msg", (LINES_TARGET, None))
+        + figures("stream", 2, stream_bytes, "B", (None, STREAM_STEADY_TARGET)),
         notes=[
             f"(1) a message is one {LINE_BYTES}-character line without its newline "
             f"({LINE_BYTES + 1} bytes a line on stdin); C sends {LINE_BYTES}-byte messages.",
