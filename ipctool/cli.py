@@ -8,7 +8,7 @@ help. Nothing here imports rich, sysv_ipc or posix_ipc.
 
 import importlib
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -194,9 +194,9 @@ def plugins_command(
     from ipctool import output
 
     registry = get_registry()
-    rows = []
+    rows: list[dict[str, Any]] = []  # the JSON document
     for plugin in registry.plugins:
-        mechanisms = []
+        mechanisms: list[dict[str, Any]] = []
         for mech in plugin.mechanisms:
             try:
                 verbs = sorted(load_mechanism_group(mech).verbs)
