@@ -7,23 +7,28 @@ help. Nothing here imports rich, sysv_ipc or posix_ipc.
 """
 
 import importlib
-import os
 import sys
-from collections.abc import MutableMapping
 from typing import Annotated, Any
 
 import typer
-import typer.core
-import typer.main
 
 from ipctool import __version__, runner
 from ipctool._click import (
     ClickException,
+    Command,
+    CommandInfo,
     CompletionItem,
     Context,
     HelpFormatter,
+    LazyCompletionGroup,
     NoArgsIsHelpError,
+    TyperGroup,
     UsageError,
+    app_texts,
+    build_command,
+    click_command,
+    command_infos,
+    option_completions,
 )
 from ipctool.contract import FAMILIES, Mechanism
 from ipctool.errors import ExitCode, IpcError, describe
@@ -55,29 +60,25 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 permission denied,
 """
 
 
-def verb_name(info: Any) -> str:
-    return info.name or info.callback.__name__.lower().replace("_", "-")
-
-
-class VerbGroup(typer.core.TyperGroup):
+class VerbGroup(TyperGroup):
     """One mechanism's verbs; each becomes a click command only when it is used.
 
     typer would build every verb's parameters up front; a call runs one verb.
     """
 
     def __init__(self, mechanism: str, sub_app: typer.Typer, objects: str | None = None) -> None:
-        info = sub_app.info
+        help_text, epilog = app_texts(sub_app)
         super().__init__(
             name=mechanism,
-            help=info.help if isinstance(info.help, str) else None,
-            epilog=info.epilog if isinstance(info.epilog, str) else None,
+            help=help_text,
+            epilog=epilog,
             no_args_is_help=True,
             subcommand_metavar="VERB [ARGS]...",
             rich_markup_mode=None,
             context_settings=runner.APP_SETTINGS["context_settings"],
         )
         self.mechanism = mechanism
-        self.verbs = {verb_name(i): i for i in sub_app.registered_commands}
+        self.verbs: dict[str, CommandInfo] = command_infos(sub_app)
         # The core's inspect and clean, for a mechanism that hands over its objects
         # (built from the ObjectSource, imported, only when one of them is used).
         self.core_verbs = {} if objects is None else {v: objects for v in CORE_VERBS}
@@ -90,16 +91,15 @@ class VerbGroup(typer.core.TyperGroup):
     def verb_names(self) -> list[str]:
         return sorted({*self.verbs, *self.core_verbs}, key=lambda v: (VERB_ORDER.get(v, 9), v))
 
-    def get_command(self, ctx: Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in self.commands and cmd_name in self.core_verbs:
             from ipctool.verbs import CORE_VERBS as builders
 
             self.verbs[cmd_name] = builders[cmd_name](self.mechanism, self.core_verbs[cmd_name])
         if cmd_name not in self.commands and cmd_name in self.verbs:
-            single = typer.Typer(**runner.APP_SETTINGS)
-            single.registered_commands.append(self.verbs[cmd_name])
-            command = typer.main.get_group(single).commands[cmd_name]
-            command.callback = runner.guarded(self.mechanism, command.callback)
+            command = build_command(self.verbs[cmd_name], runner.APP_SETTINGS)
+            if command.callback is not None:
+                command.callback = runner.guarded(self.mechanism, command.callback)
             self.commands[cmd_name] = command
         return self.commands.get(cmd_name)
 
@@ -111,7 +111,7 @@ def load_mechanism_group(mech: Mechanism) -> VerbGroup:
     return VerbGroup(mech.name, sub_app, mech.objects)
 
 
-class MechanismGroup(typer.core.TyperGroup):
+class MechanismGroup(LazyCompletionGroup):
     """Top-level group: built-in commands plus one lazily loaded group per mechanism."""
 
     current: str | None = None  # the mechanism being run, for error lines
@@ -119,7 +119,7 @@ class MechanismGroup(typer.core.TyperGroup):
     def list_commands(self, ctx: Context) -> list[str]:
         return [*get_registry().mechanisms, *self.commands]
 
-    def get_command(self, ctx: Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
         registry = get_registry()
@@ -152,28 +152,14 @@ class MechanismGroup(typer.core.TyperGroup):
             with formatter.section(title):
                 formatter.write_dl(rows)
 
-    def shell_complete(self, ctx: Context, incomplete: str) -> list[Any]:
+    def shell_complete(self, ctx: Context, incomplete: str) -> list[CompletionItem]:
         items = [
             CompletionItem(name, help=summary)
             for rows in self._sections().values()
             for name, summary in rows
             if name.startswith(incomplete)
         ]
-        return items + super(typer.core.TyperGroup, self).shell_complete(ctx, incomplete)
-
-    def _main_shell_completion(
-        self, ctx_args: MutableMapping[str, Any], prog_name: str, complete_var: str | None = None
-    ) -> None:
-        # add_completion=False leaves typer's bash/zsh/fish handlers unregistered: register
-        # them when a TAB asks (_IPCTOOL_COMPLETE set), so other calls import nothing more.
-        if os.environ.get(complete_var or "_IPCTOOL_COMPLETE"):
-            from typer import _completion_classes
-
-            # zsh and fish help texts go through rich to strip rich markup, which
-            # ipctool's plain help never has: importing rich would cost ~150 ms a TAB.
-            _completion_classes._sanitize_help_text = lambda text: text
-            _completion_classes.completion_init()
-        super()._main_shell_completion(ctx_args, prog_name, complete_var)
+        return items + option_completions(self, ctx, incomplete)
 
 
 def show_version(value: bool) -> None:
@@ -222,9 +208,9 @@ def plugins_command(
     from ipctool import output
 
     registry = get_registry()
-    rows = []
+    rows: list[dict[str, Any]] = []  # the JSON document
     for plugin in registry.plugins:
-        mechanisms = []
+        mechanisms: list[dict[str, Any]] = []
         for mech in plugin.mechanisms:
             try:
                 verbs = sorted(load_mechanism_group(mech).verb_names())
@@ -263,7 +249,7 @@ def usage_line(err: UsageError) -> str:
 
 
 def run(args: list[str]) -> int:
-    command = typer.main.get_command(app)
+    command = click_command(app)
     try:
         code = command.main(args, prog_name="ipctool", standalone_mode=False)
     except NoArgsIsHelpError as err:

@@ -210,7 +210,7 @@ class ObjectSource:
     target_help = "The object."
     id_option = False
 
-    def list(self, proc: Any, scope: str | None = None) -> Iterable[IpcObject]:
+    def objects(self, proc: Any, scope: str | None = None) -> Iterable[IpcObject]:
         """Every object this user can see; with a scope (see is_scope), those in it."""
         raise NotImplementedError
 
@@ -220,7 +220,7 @@ class ObjectSource:
 
     def find(self, target: str, proc: Any) -> IpcObject:
         """The object `target` names; NotFound (or UsageError) if none."""
-        for obj in self.list(proc):
+        for obj in self.objects(proc):
             if obj.target == target:
                 return obj
         raise NotFound(target, f"no such {self.noun}")

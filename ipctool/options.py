@@ -5,6 +5,7 @@ A verb names them in its signature, e.g. `timeout: Timeout = None`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -13,7 +14,7 @@ from ipctool.errors import UsageError
 from ipctool.targets import parse_duration, parse_mode, parse_timeout
 
 
-def _parser(parse):  # type: ignore[no-untyped-def]
+def _parser(parse: Callable[[str], object]) -> Callable[[object], object]:
     def convert(value: object) -> object:
         if not isinstance(value, str):
             return value  # a default that is already converted

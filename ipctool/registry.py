@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -115,10 +116,7 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
         if impl.plugin is not plugin.module:
             continue
         try:
-            found = list(impl.function())
-            for mech in found:
-                if not isinstance(mech, Mechanism) or not NAME_PATTERN.match(mech.name):
-                    raise TypeError(f"not a valid Mechanism: {mech!r}")
+            found = _checked_mechanisms(impl.function())
         except (Exception, SystemExit) as exc:
             manager.unregister(plugin.module)
             registry.warnings.append(
@@ -127,6 +125,18 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
             return
         plugin.mechanisms.extend(found)
     registry.plugins.append(plugin)
+
+
+def _checked_mechanisms(answer: object) -> list[Mechanism]:
+    """A plugin's ipctool_mechanisms() answer, if it is a list of valid records."""
+    if not isinstance(answer, Iterable):
+        raise TypeError(f"not a list of Mechanism: {answer!r}")
+    found = []
+    for mech in answer:
+        if not isinstance(mech, Mechanism) or not NAME_PATTERN.match(mech.name):
+            raise TypeError(f"not a valid Mechanism: {mech!r}")
+        found.append(mech)
+    return found
 
 
 def _claim(registry: Registry, plugin: Plugin, mech: Mechanism) -> None:

@@ -18,7 +18,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,12 +82,24 @@ def contract_cases(registry: Registry | None = None) -> list[ContractCase]:
     other plugins' cases still run.
     """
     registry = registry or build_registry()
-    cases = []
+    cases: list[ContractCase] = []
     for impl in registry.manager.hook.ipctool_contract_cases.get_hookimpls():
         try:
-            cases.extend(impl.function())
+            cases.extend(_checked_cases(impl.function()))
         except Exception as exc:
             cases.append(broken_case(impl.plugin_name, exc))
+    return cases
+
+
+def _checked_cases(answer: object) -> list[ContractCase]:
+    """A plugin's ipctool_contract_cases() answer, if it is a list of ContractCase."""
+    if not isinstance(answer, Iterable):
+        raise TypeError(f"not a list of ContractCase: {answer!r}")
+    cases = []
+    for case in answer:
+        if not isinstance(case, ContractCase):
+            raise TypeError(f"not a ContractCase: {case!r}")
+        cases.append(case)
     return cases
 
 

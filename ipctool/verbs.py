@@ -89,18 +89,18 @@ def run_inspect(source: ObjectSource, target: str | None, limits: bool, as_json:
         if as_json:
             print_json(one)
         else:
-            rows = [(key, cell(value)) for key, value in one.items()]
+            rows: list[list[Any]] = [[key, cell(value)] for key, value in one.items()]
             print_table(f"{source.mechanism} {one['target']}", ["field", "value"], rows)
         return
-    records = [record(source, obj) for obj in source.list(proc, scope=target)]
+    records = [record(source, obj) for obj in source.objects(proc, scope=target)]
     for note in source.notes():
         warn(f"{source.mechanism}: {note}")
     if as_json:
         print_json(records)
         return
     headers = [header for header, _ in source.columns]
-    rows = [[cell(r.get(key)) for _, key in source.columns] for r in records]
-    print_table(f"{source.mechanism} {source.noun}s", headers, rows)
+    table = [[cell(r.get(key)) for _, key in source.columns] for r in records]
+    print_table(f"{source.mechanism} {source.noun}s", headers, table)
 
 
 def refusal(obj: IpcObject) -> str | None:
@@ -158,7 +158,7 @@ def run_clean(
     proc = proc_view()
     if stale:
         age = DEFAULT_STALE_AGE if older_than is None else older_than
-        candidates = [o for o in source.list(proc, scope=scope) if over_age(o, age)]
+        candidates = [o for o in source.objects(proc, scope=scope) if over_age(o, age)]
         for note in source.notes():
             warn(f"{source.mechanism}: {note}")
     else:

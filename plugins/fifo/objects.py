@@ -44,7 +44,7 @@ class FifoSource(ObjectSource):
         ("idle s", "idle_seconds"),
     )
 
-    def list(self, proc: ProcView, scope: str | None = None) -> list[IpcObject]:
+    def objects(self, proc: ProcView, scope: str | None = None) -> list[IpcObject]:
         if scope is not None:
             return [fifo_object(path, proc) for path in fifos_in(scope)]
         paths = set(held_open(proc))
@@ -92,7 +92,7 @@ def fifos_in(directory: str) -> list[str]:
         from ipctool.api import from_os_error
 
         raise from_os_error(directory, err) from None
-    return sorted(e.path for e in entries if e.is_fifo() and not e.is_symlink())
+    return sorted(e.path for e in entries if stat.S_ISFIFO(e.stat(follow_symlinks=False).st_mode))
 
 
 def held_open(proc: ProcView) -> list[str]:

@@ -18,7 +18,7 @@ def remove_fifo(path: str) -> None:
 
 def fifo_leftovers() -> list[str]:
     directory = run_dir()
-    return [e.path for e in os.scandir(directory) if e.is_fifo()]
+    return [e.path for e in os.scandir(directory) if stat.S_ISFIFO(e.stat().st_mode)]
 
 
 def contract_cases() -> list[ContractCase]:

@@ -96,9 +96,9 @@ def resolve(target: str | None, queue_id: int | None) -> Where:
 def backend(posix: bool) -> Any:
     """The module with the kernel work for one kind of queue."""
     if posix:
-        from ipctool_plugins.msgq import posix
+        from ipctool_plugins.msgq import posix as posix_backend
 
-        return posix
+        return posix_backend
     from ipctool_plugins.msgq import sysv
 
     return sysv
@@ -107,7 +107,7 @@ def backend(posix: bool) -> Any:
 def open_queue(
     where: Where, *, create: bool = False, mode: int = DEFAULT_MODE, write: bool = True
 ) -> Any:
-    if where.posix:
+    if where.name is not None:
         from ipctool_plugins.msgq.posix import PosixQueue
 
         return PosixQueue(where.name, create=create, mode=mode, write=write)
@@ -115,6 +115,7 @@ def open_queue(
 
     if where.queue_id is not None:
         return SysvQueue.by_id(where.queue_id)
+    assert where.key is not None  # a Where holds exactly one of name, queue_id, key
     return SysvQueue(where.key, create=create, mode=mode)
 
 

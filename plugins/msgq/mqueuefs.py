@@ -62,9 +62,9 @@ def directory() -> tuple[str, str | None]:
         if device is None or os.stat(path).st_dev == device:
             return path, None
     if os.geteuid() == 0:
-        path = private_mount()
-        if path:
-            return path, None
+        private = private_mount()
+        if private:
+            return private, None
     if mounts:
         return "", f"the mqueue mount at {mounts[0]} belongs to another IPC namespace"
     return "", f"no mqueue filesystem is mounted ({MOUNT_HINT})"

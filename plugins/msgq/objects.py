@@ -62,7 +62,7 @@ class QueueSource(ObjectSource):
     def __init__(self) -> None:
         self._notes: list[str] = []
 
-    def list(self, proc: ProcView, scope: str | None = None) -> list[IpcObject]:
+    def objects(self, proc: ProcView, scope: str | None = None) -> list[IpcObject]:
         from ipctool_plugins.msgq import mqueuefs
 
         found = [sysv_object(row, proc) for row in read_table(SYSV_TABLE)]
@@ -137,7 +137,7 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     calls = MSG_SYSCALLS.get(os.uname().machine, set())
     users = {pid for pid in (lspid, lrpid) if pid_alive(pid)}
     users |= set(proc.blocked_pids(calls, queue_id))
-    extra = {
+    extra: dict[str, Any] = {
         "key": key,
         "name": None,
         "creator": user_name(cuid),
@@ -209,7 +209,7 @@ def posix_object(name: str, proc: ProcView) -> IpcObject:
         messages = max_messages = max_message = None
     waiting = fields.get("QSIZE")
     capacity = max_messages * max_message if max_messages and max_message else None
-    extra = {
+    extra: dict[str, Any] = {
         "key": None,
         "name": name,
         "creator": user_name(st.st_uid),

@@ -52,7 +52,7 @@ class SysvQueue:
     kind = "sysv"
 
     def __init__(self, key: int, *, create: bool = False, mode: int = 0o600) -> None:
-        self.key = key
+        self.key: int | None = key  # None for a queue reached by id
         self.label = format_key(key)
         flags = sysv_ipc.IPC_CREAT if create else 0
         try:
