@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.models import CommandInfo
 
-from ipctool.errors import PermissionDenied, Refused, UsageError
+from ipctool.errors import IpcError, PermissionDenied, Refused, UsageError
 from ipctool.objects import DEFAULT_STALE_AGE, IpcObject, ObjectSource, format_age
 from ipctool.options import DryRun, Force, Json, OlderThan, Stale
 
@@ -129,8 +129,40 @@ def clean_one(
         return "skipped", reason
     if dry_run:
         return "would remove", None
-    source.remove(obj)
+    if named:
+        source.remove(obj)  # a failure is the command's error
+        return "removed", None
+    try:
+        source.remove(obj)
+    except IpcError as err:  # --stale goes on with the others, and says so at the end
+        return "failed", err.reason
     return "removed", None
+
+
+def clean_targets(
+    source: ObjectSource, target: str | None, stale: bool, older_than: float | None
+) -> tuple[list[IpcObject], str | None]:
+    """What clean looks at: the named object, or every object idle for long enough
+    (in a scope, where the target names a place to look in)."""
+    from ipctool.procfs import proc_view
+    from ipctool.registry import warn
+
+    scope = target if target is not None and source.is_scope(target) else None
+    if not stale and (target is None or scope is not None):
+        where = f" ({scope} is a place to look in: add --stale)" if scope else ""
+        raise UsageError(None, f"name one {source.noun} or use --stale{where}")
+    if stale and target is not None and scope is None:
+        raise UsageError(target, f"--stale looks at every {source.noun}; drop the target")
+    if older_than is not None and not stale:
+        raise UsageError(None, "--older-than goes with --stale")
+    proc = proc_view()
+    if target is not None and scope is None:
+        return [source.find(target, proc)], None
+    age = DEFAULT_STALE_AGE if older_than is None else older_than
+    candidates = [o for o in source.objects(proc, scope=scope) if over_age(o, age)]
+    for note in source.notes():
+        warn(f"{source.mechanism}: {note}")
+    return candidates, scope
 
 
 def run_clean(
@@ -144,25 +176,8 @@ def run_clean(
     as_json: bool,
 ) -> None:
     from ipctool.output import print_json, printable
-    from ipctool.procfs import proc_view
-    from ipctool.registry import warn
 
-    scope = target if target is not None and source.is_scope(target) else None
-    if not stale and (target is None or scope is not None):
-        where = f" ({scope} is a place to look in: add --stale)" if scope else ""
-        raise UsageError(None, f"name one {source.noun} or use --stale{where}")
-    if stale and target is not None and scope is None:
-        raise UsageError(target, f"--stale looks at every {source.noun}; drop the target")
-    if older_than is not None and not stale:
-        raise UsageError(None, "--older-than goes with --stale")
-    proc = proc_view()
-    if stale:
-        age = DEFAULT_STALE_AGE if older_than is None else older_than
-        candidates = [o for o in source.objects(proc, scope=scope) if over_age(o, age)]
-        for note in source.notes():
-            warn(f"{source.mechanism}: {note}")
-    else:
-        candidates = [source.find(target, proc)]  # type: ignore[arg-type]
+    candidates, _ = clean_targets(source, target, stale, older_than)
     report = []
     for obj in candidates:
         action, reason = clean_one(source, obj, force=force, dry_run=dry_run, named=not stale)
@@ -177,11 +192,14 @@ def run_clean(
         entry.update({key: obj.extra.get(key) for key in source.report_keys})
         report.append(entry)
         if not as_json:
-            suffix = f": {reason} (--force removes it)" if reason and obj.removable else ""
-            suffix = suffix or (f": {reason}" if reason else "")
+            hint = " (--force removes it)" if action == "skipped" and obj.removable else ""
+            suffix = f": {reason}{hint}" if reason else ""
             print(printable(f"{action} {source.describe(obj)}{suffix}"))
     if as_json:
         print_json(report)
+    failed = [e for e in report if e["action"] == "failed"]
+    if failed:
+        raise IpcError(None, f"{len(failed)} of {len(report)} could not be removed (see above)")
 
 
 def over_age(obj: IpcObject, age: float) -> bool:

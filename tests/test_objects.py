@@ -119,3 +119,37 @@ def test_inspect_names_a_blocked_receiver_as_user(sysv_key: str) -> None:
     finally:
         receiver.kill()
         receiver.wait()
+
+
+def test_clean_stale_goes_on_after_a_failed_removal(capsys) -> None:
+    import pytest
+
+    from ipctool.errors import IpcError, PermissionDenied
+    from ipctool.objects import IpcObject, ObjectSource
+    from ipctool.verbs import run_clean
+
+    class Flaky(ObjectSource):
+        mechanism, noun = "flaky", "thing"
+
+        def __init__(self) -> None:
+            self.removed: list[str] = []
+
+        def objects(self, proc, scope=None):  # type: ignore[no-untyped-def]
+            return [IpcObject("flaky", "k", t, uid=os.geteuid(), idle_seconds=9e9) for t in "abc"]
+
+        def remove(self, obj: IpcObject) -> None:
+            if obj.target == "b":
+                raise PermissionDenied("b", "read-only file system")
+            self.removed.append(obj.target)
+
+    with pytest.raises(IpcError, match="1 of 3 could not be removed"):
+        run_clean(
+            Flaky(), None, stale=True, older_than=1, force=False, dry_run=False, as_json=False
+        )
+    assert source.removed == ["a", "c"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "removed k thing a",
+        "failed k thing b: read-only file system",
+        "removed k thing c",
+    ]
