@@ -142,9 +142,10 @@ def test_clean_stale_goes_on_after_a_failed_removal(capsys) -> None:
                 raise PermissionDenied("b", "read-only file system")
             self.removed.append(obj.target)
 
+    source = Flaky()
     with pytest.raises(IpcError, match="1 of 3 could not be removed"):
         run_clean(
-            Flaky(), None, stale=True, older_than=1, force=False, dry_run=False, as_json=False
+            source, None, stale=True, older_than=1, force=False, dry_run=False, as_json=False
         )
     assert source.removed == ["a", "c"]
     lines = capsys.readouterr().out.splitlines()
