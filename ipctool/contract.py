@@ -105,7 +105,7 @@ class ContractCase:
         self.send_target = send_target
         self.stream = stream
         self.waits = waits
-        self.leftovers = leftovers or (lambda: [])
+        self.leftovers = leftovers
 
     def __str__(self) -> str:
         return f"{self.mechanism}-{self.label}"

@@ -15,6 +15,11 @@ def _stdout() -> Any:
     return sys.stdout
 
 
+def stdout_writer() -> Any:
+    """stdout for text, or a one-line error now if it is closed (before a verb acts)."""
+    return _stdout()
+
+
 def printable(text: str) -> str:
     """Text safe for a terminal and one line: control characters (escape sequences,
     newlines) and undecodable bytes are shown escaped, as Python's repr shows them."""
@@ -64,7 +69,14 @@ def print_table(
         table.add_row(*("" if cell is None else printable(str(cell)) for cell in row))
         count += 1
     # Piped into grep or less, rows stay whole instead of folding at 80 columns.
-    console = Console(soft_wrap=False, width=None if _stdout().isatty() else 250)
+    # markup and emoji off: a name such as /q[bold] or /a:smile: is shown as it is.
+    console = Console(
+        soft_wrap=False,
+        width=None if _stdout().isatty() else 250,
+        markup=False,
+        emoji=False,
+        highlight=False,
+    )
     if count:
         console.print(table)
     else:

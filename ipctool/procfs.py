@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import defaultdict
+from collections.abc import Callable
 from functools import cached_property
 
 O_ACCMODE = 0o3
@@ -133,9 +134,9 @@ class ProcView:
         return sorted(self._mapped_files.get((device, inode), ()))
 
     @cached_property
-    def _blocked(self) -> dict[tuple[int, int], set[int]]:
-        """(system call number, first argument) -> pids with a thread blocked in it."""
-        index: dict[tuple[int, int], set[int]] = defaultdict(set)
+    def _blocked(self) -> dict[int, list[tuple[list[int], int]]]:
+        """System call number -> (its arguments, pid) of every thread blocked in it."""
+        index: dict[int, list[tuple[list[int], int]]] = defaultdict(list)
         for pid in self.pids:
             if pid == self.me:
                 continue
@@ -149,16 +150,19 @@ class ProcView:
                         fields = f.read().split()
                 except OSError:
                     continue
-                if len(fields) > 1 and fields[0].isdigit():
-                    index[(int(fields[0]), int(fields[1], 16))].add(pid)
+                if len(fields) > 3 and fields[0].isdigit():  # "running" otherwise
+                    arguments = [int(field, 16) for field in fields[1:7]]
+                    index[int(fields[0])].append((arguments, pid))
         return index
 
     def blocked_pids(self, calls: set[int], first_argument: int) -> list[int]:
         """Processes with a thread blocked right now in one of these system calls
         with this first argument (e.g. msgrcv on a queue id)."""
-        found: set[int] = set()
-        for call in calls:
-            found |= self._blocked.get((call, first_argument), set())
+        return self.blocked_matching(calls, lambda args: args[0] == first_argument)
+
+    def blocked_matching(self, calls: set[int], match: Callable[[list[int]], bool]) -> list[int]:
+        """Processes blocked in one of these calls whose arguments `match` accepts."""
+        found = {pid for call in calls for args, pid in self._blocked.get(call, ()) if match(args)}
         return sorted(found)
 
 

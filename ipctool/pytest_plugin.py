@@ -48,9 +48,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from ipctool.testkit import run_tag
+    from ipctool.testkit import KitError, run_tag
 
-    run_tag()  # one tag for the whole run, set before xdist starts its workers
+    if hasattr(config, "workerinput") or not wants_kit(config):
+        return
+    try:
+        run_tag()  # one tag for the whole run, claimed before xdist starts its workers
+    except KitError as err:
+        raise pytest.UsageError(str(err)) from None
+    config.stash[CLAIMED] = True
+
+
+def wants_kit(config: pytest.Config) -> bool:
+    """A run that uses the kit: leak-checked, or started where a tag is set. Other
+    projects' runs in the same environment are left as they are."""
+    import os
+
+    return bool(config.getini("ipctool_leak_check")) or "IPCTOOL_TEST_TAG" in os.environ
+
+
+CLAIMED = pytest.StashKey[bool]()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -67,9 +84,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def missing_case(mechanism: str) -> Any:
+    from ipctool.registry import get_registry
     from ipctool.testing import broken_case
 
-    return broken_case(mechanism, LookupError("no installed plugin has contract cases for it"))
+    why = [w for w in get_registry().warnings if mechanism in w] or ["no installed plugin has it"]
+    return broken_case(mechanism, LookupError(f"no contract cases: {'; '.join(why)}"))
 
 
 def _mark_used() -> None:
@@ -115,15 +134,35 @@ def ipctool_port() -> int:
     return free_port()
 
 
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist: a worker that used a kit fixture says so in its output."""
+    if getattr(node, "workeroutput", {}).get("ipctool_used"):
+        _mark_used()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
     """Fail the run if any plugin finds objects this run left behind (then remove them)."""
-    if hasattr(session.config, "workerinput"):
+    config = session.config
+    if hasattr(config, "workerinput"):
+        config.workeroutput["ipctool_used"] = _used  # type: ignore[attr-defined]
         return  # with xdist, the controller checks once all workers are done
-    if not (_used or session.config.getini("ipctool_leak_check")):
-        return
-    from ipctool.testing import leftovers
+    if _used or config.getini("ipctool_leak_check"):
+        check_leaks(session)
+    if config.stash.get(CLAIMED, False):
+        from ipctool.testkit import release_tag
 
-    found = leftovers()
+        release_tag()
+
+
+def check_leaks(session: pytest.Session) -> None:
+    from ipctool.testing import contract_cases, leftovers
+
+    wanted = set(session.config.getini("ipctool_mechanisms"))
+    cases = [c for c in contract_cases() if not wanted or c.mechanism in wanted]
+    found = leftovers(cases)
+    blind = sorted({str(c) for c in cases if c.leftovers is None})
+    if blind:
+        print(f"\nipctool: leak check cannot see what these cases leave: {blind} (no leftovers())")
     if found:
         names = [f"{case.mechanism}:{target}" for case, target in found]
         print(f"\nleaked IPC objects (now removed): {names}")

@@ -70,6 +70,11 @@ class Registry:
         self.providers: dict[str, Plugin] = {}
         self.conflicts: dict[str, list[Plugin]] = {}
         self.warnings: list[str] = []
+        self.failures: list[str] = []  # plugins that could not be used at all
+
+    def fail(self, message: str) -> None:
+        self.failures.append(message)
+        self.warnings.append(message)
 
     def conflict_message(self, name: str) -> str:
         claimants = " and ".join(p.label for p in self.conflicts[name])
@@ -110,7 +115,7 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
     except (Exception, SystemExit) as exc:  # a plugin calling sys.exit is broken too
         if plugin.module is not None and manager.is_registered(plugin.module):
             manager.unregister(plugin.module)
-        registry.warnings.append(f"plugin {plugin.label} failed to load: {describe(exc)}; skipped")
+        registry.fail(f"plugin {plugin.label} failed to load: {describe(exc)}; skipped")
         return
     for impl in manager.hook.ipctool_mechanisms.get_hookimpls():
         if impl.plugin is not plugin.module:
@@ -119,7 +124,7 @@ def _register(registry: Registry, plugin: Plugin, load: Any) -> None:
             found = _checked_mechanisms(impl.function())
         except (Exception, SystemExit) as exc:
             manager.unregister(plugin.module)
-            registry.warnings.append(
+            registry.fail(
                 f"plugin {plugin.label} gave no usable mechanisms: {describe(exc)}; skipped"
             )
             return

@@ -24,7 +24,7 @@ from typing import Any
 
 from ipctool.contract import PAYLOAD, VERBS, ContractCase
 from ipctool.registry import Registry, build_registry
-from ipctool.testkit import free_port, unique_key, unique_name, unique_path
+from ipctool.testkit import free_port, run_name_prefix, unique_key, unique_name, unique_path
 
 __all__ = [
     "PAYLOAD",
@@ -39,6 +39,7 @@ __all__ = [
     "leftovers",
     "mechanisms_without_cases",
     "run",
+    "run_name_prefix",
     "start_ready",
     "unique_key",
     "unique_name",
@@ -82,7 +83,9 @@ def contract_cases(registry: Registry | None = None) -> list[ContractCase]:
     other plugins' cases still run.
     """
     registry = registry or build_registry()
-    cases: list[ContractCase] = []
+    cases: list[ContractCase] = [
+        broken_case("plugins", RuntimeError(failure)) for failure in registry.failures
+    ]
     for impl in registry.manager.hook.ipctool_contract_cases.get_hookimpls():
         try:
             cases.extend(_checked_cases(impl.function()))
@@ -315,14 +318,13 @@ def check_contract(case: ContractCase) -> None:
         case.remove(target)
 
 
-def leftovers(registry: Registry | None = None) -> list[tuple[ContractCase, str]]:
+def leftovers(cases: Sequence[ContractCase] | None = None) -> list[tuple[ContractCase, str]]:
     """What this test run left behind, by every plugin's own account; each removed."""
     found, seen = [], set()
-    for case in contract_cases(registry):
-        key = (case.mechanism, case.leftovers)
-        if key in seen:
+    for case in contract_cases() if cases is None else cases:
+        if case.leftovers is None or (case.mechanism, case.leftovers) in seen:
             continue
-        seen.add(key)
+        seen.add((case.mechanism, case.leftovers))
         for target in case.leftovers():
             case.remove(target)
             found.append((case, target))

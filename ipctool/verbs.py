@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.models import CommandInfo
 
-from ipctool.errors import IpcError, PermissionDenied, Refused, UsageError
+from ipctool.errors import IpcError, NotFound, PermissionDenied, Refused, UsageError
 from ipctool.objects import DEFAULT_STALE_AGE, IpcObject, ObjectSource, format_age
 from ipctool.options import DryRun, Force, Json, OlderThan, Stale
 
@@ -67,7 +67,7 @@ def show_limits(source: ObjectSource, as_json: bool) -> None:
 def cell(value: Any) -> Any:
     """A JSON value as a table cell: lists space-separated, processes as pid(command)."""
     if isinstance(value, list):
-        return " ".join(map(cell, value)) or "-"
+        return " ".join(str(cell(item)) for item in value) or "-"
     if isinstance(value, dict) and "pid" in value:
         return f"{value['pid']}({value.get('command', '?')})"
     return value
@@ -103,8 +103,10 @@ def run_inspect(source: ObjectSource, target: str | None, limits: bool, as_json:
     print_table(f"{source.mechanism} {source.noun}s", headers, table)
 
 
-def refusal(obj: IpcObject) -> str | None:
-    """Why clean leaves the object alone unless --force: in use, or not ours."""
+def refusal(obj: IpcObject, force: bool) -> str | None:
+    """Why clean leaves the object alone: in use or another user's, unless --force."""
+    if force:
+        return None
     busy = obj.in_use
     if busy:
         return busy
@@ -113,40 +115,65 @@ def refusal(obj: IpcObject) -> str | None:
     return None
 
 
-def clean_one(
-    source: ObjectSource, obj: IpcObject, *, force: bool, dry_run: bool, named: bool
-) -> tuple[str, str | None]:
-    """Decide and act on one object: (action, reason). Named objects raise instead
-    of being skipped, so `clean TARGET` has an exit code a script can test."""
+def clean_named(source: ObjectSource, obj: IpcObject, *, force: bool, dry_run: bool) -> str:
+    """`clean TARGET`: every reason not to is an error with its own exit code."""
     if not obj.removable:
-        if named:
-            raise PermissionDenied(obj.target, f"{source.noun} cannot be removed by this user")
-        return "skipped", "not removable by this user"
-    reason = None if force else refusal(obj)
-    if reason and named:
+        raise PermissionDenied(obj.target, f"{source.noun} cannot be removed by this user")
+    reason = refusal(obj, force)
+    if reason:
         raise Refused(obj.target, f"{reason}; --force removes it anyway")
+    if not dry_run:
+        source.remove(obj)
+    return "would remove" if dry_run else "removed"
+
+
+def clean_stale(
+    source: ObjectSource, obj: IpcObject, age: float, *, force: bool, dry_run: bool
+) -> tuple[str, str | None]:
+    """`clean --stale`: (action, reason). Only a stale object goes (the rule inspect's
+    `stale` shows); --force lets another user's go too, never one in use."""
+    from ipctool.procfs import ProcView
+
+    if not source.stale(obj, age):
+        return "skipped", obj.stale_reason
+    if not obj.removable:
+        return "skipped", "not removable by this user"
+    reason = refusal(obj, force)
     if reason:
         return "skipped", reason
     if dry_run:
         return "would remove", None
-    if named:
-        source.remove(obj)  # a failure is the command's error
-        return "removed", None
-    try:
-        source.remove(obj)
-    except IpcError as err:  # --stale goes on with the others, and says so at the end
+    try:  # look again, from a fresh /proc: a user may have come since the listing
+        fresh = source.find(obj.target, ProcView())
+        if not source.stale(fresh, age):
+            return "skipped", fresh.stale_reason
+        source.remove(fresh)
+    except NotFound:
+        return "gone", "removed by someone else meanwhile"
+    except IpcError as err:  # go on with the others, and say so at the end
         return "failed", err.reason
     return "removed", None
 
 
-def clean_targets(
-    source: ObjectSource, target: str | None, stale: bool, older_than: float | None
-) -> tuple[list[IpcObject], str | None]:
-    """What clean looks at: the named object, or every object idle for long enough
-    (in a scope, where the target names a place to look in)."""
+def stale_candidates(source: ObjectSource, scope: str | None, age: float) -> list[IpcObject]:
+    """Objects old enough to be looked at: stale ones, and idle ones in use (reported)."""
     from ipctool.procfs import proc_view
     from ipctool.registry import warn
 
+    found = [
+        o
+        for o in source.objects(proc_view(), scope=scope)
+        if over_age(o, age) or source.stale(o, age)
+    ]
+    for note in source.notes():
+        warn(f"{source.mechanism}: {note}")
+    return found
+
+
+def check_clean_args(
+    source: ObjectSource, target: str | None, stale: bool, older_than: float | None
+) -> str | None:
+    """The scope of a --stale run (a place a target names), after the usage rules."""
     scope = target if target is not None and source.is_scope(target) else None
     if not stale and (target is None or scope is not None):
         where = f" ({scope} is a place to look in: add --stale)" if scope else ""
@@ -155,14 +182,7 @@ def clean_targets(
         raise UsageError(target, f"--stale looks at every {source.noun}; drop the target")
     if older_than is not None and not stale:
         raise UsageError(None, "--older-than goes with --stale")
-    proc = proc_view()
-    if target is not None and scope is None:
-        return [source.find(target, proc)], None
-    age = DEFAULT_STALE_AGE if older_than is None else older_than
-    candidates = [o for o in source.objects(proc, scope=scope) if over_age(o, age)]
-    for note in source.notes():
-        warn(f"{source.mechanism}: {note}")
-    return candidates, scope
+    return scope
 
 
 def run_clean(
@@ -175,12 +195,22 @@ def run_clean(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    from ipctool.output import print_json, printable
+    from ipctool.output import print_json, printable, stdout_writer
+    from ipctool.procfs import proc_view
 
-    candidates, _ = clean_targets(source, target, stale, older_than)
+    scope = check_clean_args(source, target, stale, older_than)
+    out = stdout_writer()  # a closed stdout fails here, before anything is removed
+    age = DEFAULT_STALE_AGE if older_than is None else older_than
     report = []
+    if stale:
+        candidates = stale_candidates(source, scope, age)
+    else:
+        candidates = [source.find(target, proc_view())]  # type: ignore[arg-type]
     for obj in candidates:
-        action, reason = clean_one(source, obj, force=force, dry_run=dry_run, named=not stale)
+        if stale:
+            action, reason = clean_stale(source, obj, age, force=force, dry_run=dry_run)
+        else:
+            action, reason = clean_named(source, obj, force=force, dry_run=dry_run), None
         entry = {
             "mechanism": source.mechanism,
             "target": obj.target,
@@ -192,9 +222,10 @@ def run_clean(
         entry.update({key: obj.extra.get(key) for key in source.report_keys})
         report.append(entry)
         if not as_json:
-            hint = " (--force removes it)" if action == "skipped" and obj.removable else ""
+            owned = reason and reason.startswith("owned by")
+            hint = " (--force removes it)" if owned else ""
             suffix = f": {reason}{hint}" if reason else ""
-            print(printable(f"{action} {source.describe(obj)}{suffix}"))
+            out.write(printable(f"{action} {source.describe(obj)}{suffix}") + "\n")
     if as_json:
         print_json(report)
     failed = [e for e in report if e["action"] == "failed"]

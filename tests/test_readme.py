@@ -87,6 +87,11 @@ def test_plugin_example_passes_its_own_contract(tmp_path: Path) -> None:
         target = tmp_path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+    import tomllib
+
+    project = tomllib.loads(files["pyproject.toml"])  # a complete, installable project
+    assert {"build-system", "project"} <= set(project)
+    assert project["project"]["dependencies"] == ["ipctool"]
     info = tmp_path / "drop-1.0.dist-info"  # what pip would leave for the entry point
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: drop\nVersion: 1.0\n")
@@ -98,7 +103,8 @@ def test_plugin_example_passes_its_own_contract(tmp_path: Path) -> None:
         "PYTHONPATH": str(tmp_path),
         "DROP_SPOOL": str(tmp_path / "spool"),
     }
-    env.pop("PYTEST_XDIST_WORKER", None)
+    for inherited in ("PYTEST_XDIST_WORKER", "IPCTOOL_TEST_TAG"):  # a run of its own
+        env.pop(inherited, None)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
         cwd=tmp_path,
@@ -110,6 +116,32 @@ def test_plugin_example_passes_its_own_contract(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout, done.stdout[-2000:]
+    assert "leak check cannot see" not in done.stdout
+    # A test that leaves a drop file behind fails the run, and the file is removed.
+    (tmp_path / "tests" / "test_leak.py").write_text(LEAKY_TEST)
+    leaked = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert leaked.returncode == 1 and "leaked IPC objects" in leaked.stdout, leaked.stdout
+    assert os.listdir(tmp_path / "spool") == []
+
+
+LEAKY_TEST = """
+from ipctool.testing import unique_name
+
+from drop.objects import spool_path
+
+
+def test_leaves_a_file_behind():
+    with open(spool_path(unique_name().lstrip("/")), "w") as f:
+        f.write("forgotten")
+"""
 
 
 def test_hook_docstring_examples_run() -> None:

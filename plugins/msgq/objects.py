@@ -24,13 +24,18 @@ from ipctool.api import (
     parse_ipc_target,
     pid_alive,
     read_table,
-    signed_key,
     user_name,
 )
 
 SYSV_TABLE = "/proc/sysvipc/msg"
-# msgsnd and msgrcv by machine, for spotting processes blocked on a queue
+# msgsnd and msgrcv by machine, for spotting processes blocked on a queue: the native
+# calls, then those of 32-bit programs (i386 on x86_64, arm on aarch64), which
+# /proc shows by their own numbers, and the old ipc() multiplexer (MSGSND 11, MSGRCV 12
+# in its first argument, the queue id in its second).
 MSG_SYSCALLS = {"x86_64": {69, 70}, "aarch64": {188, 189}, "riscv64": {188, 189}}
+COMPAT_MSG_SYSCALLS = {"x86_64": {401, 402}, "aarch64": {301, 302}}
+COMPAT_IPC_SYSCALL = {"x86_64": 117}
+IPC_MSGSND, IPC_MSGRCV = 11, 12
 
 
 class QueueSource(ObjectSource):
@@ -133,10 +138,8 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     uid, cuid = int(row["uid"]), int(row["cuid"])
     lspid, lrpid = int(row["lspid"]), int(row["lrpid"])
     stime, rtime, ctime = int(row["stime"]), int(row["rtime"]), int(row["ctime"])
-    max_bytes = queue_bytes(key)
-    calls = MSG_SYSCALLS.get(os.uname().machine, set())
-    users = {pid for pid in (lspid, lrpid) if pid_alive(pid)}
-    users |= set(proc.blocked_pids(calls, queue_id))
+    max_bytes = queue_bytes(queue_id, int(row["qnum"]))
+    users = {pid for pid in (lspid, lrpid) if pid_alive(pid)} | blocked_on(queue_id, proc)
     extra: dict[str, Any] = {
         "key": key,
         "name": None,
@@ -173,16 +176,27 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     )
 
 
-def queue_bytes(key: int) -> int | None:
-    """msg_qbytes, when the queue has a key and we may read it (the kernel won't say else)."""
-    if not key:
-        return None
-    import sysv_ipc
+def blocked_on(queue_id: int, proc: ProcView) -> set[int]:
+    """Processes blocked in msgsnd/msgrcv on this queue now, 64- or 32-bit."""
+    machine = os.uname().machine
+    calls = MSG_SYSCALLS.get(machine, set()) | COMPAT_MSG_SYSCALLS.get(machine, set())
+    found = set(proc.blocked_pids(calls, queue_id))
+    multiplexer = COMPAT_IPC_SYSCALL.get(machine)
+    if multiplexer is not None:
+        found |= set(
+            proc.blocked_matching(
+                {multiplexer},
+                lambda args: args[0] & 0xFFFF in (IPC_MSGSND, IPC_MSGRCV) and args[1] == queue_id,
+            )
+        )
+    return found
 
-    try:
-        return int(sysv_ipc.MessageQueue(signed_key(key)).max_size)
-    except sysv_ipc.Error:
-        return None
+
+def queue_bytes(queue_id: int, messages: int) -> int | None:
+    """msg_qbytes, by id (so IPC_PRIVATE queues too), where we may read it."""
+    from ipctool_plugins.msgq.byid import queue_bytes as by_id
+
+    return by_id(queue_id, messages)
 
 
 def posix_object(name: str, proc: ProcView) -> IpcObject:

@@ -67,5 +67,6 @@ def contract_cases() -> list[ContractCase]:
             bad_target="0x",
             recv_first=True,
             recv_args=("--create",),
+            leftovers=sysv_leftovers,
         ),
     ]
