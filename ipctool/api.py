@@ -78,7 +78,14 @@ if TYPE_CHECKING:
         parse_sysv_key,
         signed_key,
     )
-    from ipctool.waiting import wait_for
+    from ipctool.waiting import (
+        Deadline,
+        retry_until,
+        wait_fd,
+        wait_fds,
+        wait_for,
+        when_ready,
+    )
 
 DEFAULT_MODE = 0o600  # objects are owner-only unless --mode says otherwise
 
@@ -157,7 +164,10 @@ _LAZY = {
         ],
         "ipctool.targets",
     ),
-    "wait_for": "ipctool.waiting",
+    **dict.fromkeys(
+        ["Deadline", "retry_until", "wait_fd", "wait_fds", "wait_for", "when_ready"],
+        "ipctool.waiting",
+    ),
 }
 _RENAMED = {"TimeoutOption": ("ipctool.options", "Timeout")}
 
@@ -168,6 +178,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "ContractCase",
     "Count",
     "Data",
+    "Deadline",
     "DryRun",
     "ExitCode",
     "Follow",
@@ -213,11 +224,15 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "print_table",
     "read_sysctl",
     "read_table",
+    "retry_until",
     "signed_key",
     "stdin_batches",
     "stdin_records",
     "user_name",
+    "wait_fd",
+    "wait_fds",
     "wait_for",
+    "when_ready",
     "write_messages",
     "write_stream",
 ]

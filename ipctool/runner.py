@@ -76,9 +76,12 @@ def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
+        from ipctool.interrupts import verb_phase
+
         try:
-            result = callback(*args, **kwargs)
-            flush_stdout()
+            with verb_phase():  # Ctrl-C is KeyboardInterrupt here, so the verb can unwind
+                result = callback(*args, **kwargs)
+                flush_stdout()
             return result
         except (typer.Exit, typer.Abort, ClickException):
             raise
