@@ -45,11 +45,13 @@ if TYPE_CHECKING:
         Nowait,
         Null,
         OlderThan,
+        ReadyFd,
         Stale,
         Stream,
     )
     from ipctool.options import Timeout as TimeoutOption
     from ipctool.output import data_fields, json_line, print_json, print_table
+    from ipctool.ready import announce_ready
     from ipctool.streams import (
         Framing,
         RecordWriter,
@@ -121,12 +123,14 @@ _LAZY = {
             "Nowait",
             "Null",
             "OlderThan",
+            "ReadyFd",
             "Stale",
             "Stream",
         ],
         "ipctool.options",
     ),
     **dict.fromkeys(["data_fields", "json_line", "print_json", "print_table"], "ipctool.output"),
+    "announce_ready": "ipctool.ready",
     **dict.fromkeys(
         [
             "Framing",
@@ -194,6 +198,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "Null",
     "OlderThan",
     "PermissionDenied",
+    "ReadyFd",
     "RecordWriter",
     "Refused",
     "Stale",
@@ -203,6 +208,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "TooLarge",
     "UsageError",
     "WouldBlock",
+    "announce_ready",
     "data_fields",
     "format_key",
     "framing_from_flags",

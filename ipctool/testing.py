@@ -13,6 +13,8 @@ object a check creates is removed through `case.remove` even when it fails.
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import sys
 import time
@@ -27,12 +29,14 @@ __all__ = [
     "PAYLOAD",
     "ContractCase",
     "Result",
+    "Started",
     "assert_one_line_error",
     "check_contract",
     "command",
     "contract_cases",
     "mechanisms_without_cases",
     "run",
+    "start_receiver",
 ]
 
 
@@ -62,6 +66,62 @@ def run(
         command(*args), input=input, capture_output=True, timeout=timeout, env=env, check=False
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+@dataclass
+class Started:
+    """A running ipctool that said it is ready, and the target it announced."""
+
+    process: subprocess.Popen
+    target: str
+
+
+def start_receiver(
+    *args: str, timeout: float = 10, env: dict[str, str] | None = None, **popen: Any
+) -> Started:
+    """Start `ipctool ARGS` with a pipe as its ready fd (IPCTOOL_READY_FD); return
+    once it wrote its ready line, so that no test has to sleep for a receiver.
+
+    Extra keywords go to subprocess.Popen (stdout=subprocess.PIPE, ...). Fails,
+    with the process's exit code and stderr, if it ends or closes the fd first.
+    """
+    read_end, write_end = os.pipe()
+    environment = {**(os.environ if env is None else env), "IPCTOOL_READY_FD": str(write_end)}
+    try:
+        process = subprocess.Popen(command(*args), env=environment, pass_fds=(write_end,), **popen)
+    finally:
+        os.close(write_end)  # only the receiver holds it now: its exit means EOF here
+    try:
+        line = _read_line(read_end, timeout)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        os.close(read_end)
+    if not line.endswith(b"\n"):
+        process.kill()
+        _, err = process.communicate()
+        raise AssertionError(
+            f"ipctool {' '.join(args)} was never ready (exit {process.returncode}): "
+            f"{(err or b'').decode(errors='replace')}"
+        )
+    return Started(process, line[:-1].decode(errors="surrogateescape"))
+
+
+def _read_line(fd: int, timeout: float) -> bytes:
+    """Bytes up to a newline or EOF, within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"no ready line within {timeout:g} s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        line += chunk
+    return line
 
 
 def contract_cases(registry: Registry | None = None) -> list[ContractCase]:
@@ -105,8 +165,8 @@ def round_trip(case: ContractCase, target: str) -> bytes:
     """send then recv (or recv first, for listeners); returns what recv printed."""
     recv_args = [case.mechanism, "recv", target, *case.recv_args, "--timeout", "10"]
 
-    def send(receiver_pid: int = 0) -> Result:
-        send_target = case.send_target(target, receiver_pid) if case.send_target else target
+    def send(receiver_pid: int = 0, to: str = target) -> Result:
+        send_target = case.send_target(to, receiver_pid) if case.send_target else to
         return run(case.mechanism, "send", send_target, *case.send_args, input=case.payload)
 
     if not case.recv_first:
@@ -115,14 +175,10 @@ def round_trip(case: ContractCase, target: str) -> bytes:
         got = run(*recv_args)
         assert got.code == 0, got.err
         return got.stdout
-    receiver = subprocess.Popen(command(*recv_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = start_receiver(*recv_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    receiver = started.process
     try:
-        deadline = time.monotonic() + 10
-        while True:  # the receiver may not be listening yet
-            sent = send(receiver.pid)
-            if sent.code == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        sent = send(receiver.pid, started.target)  # as announced: a listener's real port
         assert sent.code == 0, sent.err
         out, err = receiver.communicate(timeout=10)
         assert receiver.returncode == 0, err

@@ -27,6 +27,7 @@ from ipctool.api import (
     Null,
     OlderThan,
     PermissionDenied,
+    ReadyFd,
     RecordWriter,
     Refused,
     Stale,
@@ -34,6 +35,7 @@ from ipctool.api import (
     TimeoutOption,
     TooLarge,
     UsageError,
+    announce_ready,
     format_key,
     framing_from_flags,
     new_app,
@@ -262,6 +264,7 @@ def recv(
         ),
     ] = False,
     mode: Mode = DEFAULT_MODE,
+    ready_fd: ReadyFd = None,
 ) -> None:
     """Receive messages to stdout: one by default, --count N, or --follow.
 
@@ -289,6 +292,9 @@ def recv(
     writer = RecordWriter(framing, cstring)
     wait = functools.partial(queue.wait, selector, nowait, timeout)
     poll, empty = queue.poller(selector)
+    announce_ready(
+        f"--id={where.queue_id}" if where.queue_id is not None else where.label, ready_fd
+    )
     try:
         if framing is Framing.STREAM:
             write_stream(poll, empty, wait, writer)
