@@ -26,11 +26,13 @@ if TYPE_CHECKING:
         NotFound,
         PermissionDenied,
         Refused,
+        StdoutClosed,
         Timeout,
         TooLarge,
         UsageError,
         WouldBlock,
         from_os_error,
+        naming,
     )
     from ipctool.options import (
         Count,
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from ipctool.options import Timeout as TimeoutOption
     from ipctool.output import data_fields, json_line, print_json, print_table
     from ipctool.ready import announce_ready
+    from ipctool.relay import relay
     from ipctool.streams import (
         Framing,
         RecordWriter,
@@ -101,11 +104,13 @@ _LAZY = {
             "NotFound",
             "PermissionDenied",
             "Refused",
+            "StdoutClosed",
             "Timeout",
             "TooLarge",
             "UsageError",
             "WouldBlock",
             "from_os_error",
+            "naming",
         ],
         "ipctool.errors",
     ),
@@ -131,6 +136,7 @@ _LAZY = {
     ),
     **dict.fromkeys(["data_fields", "json_line", "print_json", "print_table"], "ipctool.output"),
     "announce_ready": "ipctool.ready",
+    "relay": "ipctool.relay",
     **dict.fromkeys(
         [
             "Framing",
@@ -202,6 +208,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "RecordWriter",
     "Refused",
     "Stale",
+    "StdoutClosed",
     "Stream",
     "Timeout",
     "TimeoutOption",
@@ -217,6 +224,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "idle_seconds",
     "iso_time",
     "json_line",
+    "naming",
     "new_app",
     "parse_duration",
     "parse_id",
@@ -230,6 +238,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "print_table",
     "read_sysctl",
     "read_table",
+    "relay",
     "retry_until",
     "signed_key",
     "stdin_batches",

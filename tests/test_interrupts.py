@@ -137,9 +137,7 @@ def test_ctrl_c_just_after_a_message_ends_recv_and_loses_nothing(
         pid = zygote.start(receiver_cpu, out, err, "msgq", "recv", target, "--follow", "--lines")
         wait_until_blocked(pid)
         subprocess.run(
-            [helper, kind, target, str(pid), f"{delay:.1f}", message],
-            check=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, {sender_cpu}),
+            [helper, kind, target, str(pid), f"{delay:.1f}", message, str(sender_cpu)], check=True
         )
         code = zygote.exit_code(pid)
         printed = out.read_bytes().decode().split()
@@ -175,7 +173,7 @@ def before_ipctool_ran(code: int, err: bytes) -> bool:
     KeyboardInterrupt: a traceback with no frame of ipctool's, after which
     Python either gives up (exit 1, or dies by SIGINT) or, where site only
     reports an error in a .pth file, goes on and ipctool runs without ever
-    knowing (then recv waits for its --timeout: 124).
+    knowing (then recv waits for its --timeout and exits 124).
     """
     package = str(Path(ipctool.__file__).parent) + "/"
     if code == -signal.SIGINT and not err:
@@ -188,11 +186,11 @@ def test_ctrl_c_at_any_moment_of_start_up(entry: str, sysv_key: str) -> None:
     """SIGINT at delays spread over the whole start-up, up to the moment recv
     blocks: from ipctool's first line on, exit 130 and nothing on stderr."""
     sysv_ipc.MessageQueue(int(sysv_key, 16), sysv_ipc.IPC_CREAT, 0o600)
-    argv = [*ENTRY_POINTS[entry], "msgq", "recv", sysv_key, "--timeout", "5"]
+    argv = [*ENTRY_POINTS[entry], "msgq", "recv", sysv_key, "--timeout"]
     start_up = 0.0
     for _ in range(2):  # how long until recv blocks, as loaded as the machine is now
         started = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([*argv, "30"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until_blocked(proc.pid)
         start_up = max(start_up, time.monotonic() - started)
         proc.send_signal(signal.SIGINT)
@@ -200,7 +198,7 @@ def test_ctrl_c_at_any_moment_of_start_up(entry: str, sysv_key: str) -> None:
     wrong, guarded = [], 0
     for trial in range(START_TRIALS):
         delay = trial * 1.1 * start_up / START_TRIALS
-        code, err = interrupt_after(argv, delay)
+        code, err = interrupt_after([*argv, "1"], delay)  # 1 s: see before_ipctool_ran
         if (code, err) == (130, b""):
             guarded += 1
         elif not before_ipctool_ran(code, err):

@@ -2,9 +2,12 @@
  * the send returned: a Ctrl-C that lands just after a message arrives, a window
  * Python cannot hit on purpose.
  *
- * usage: send_then_interrupt sysv KEY|posix NAME  PID DELAY_US MESSAGE
- * SysV messages have type 1, POSIX ones priority 0. */
+ * usage: send_then_interrupt sysv KEY|posix NAME  PID DELAY_US MESSAGE [CPU]
+ * SysV messages have type 1, POSIX ones priority 0. CPU pins this process to
+ * one CPU (the test puts the receiver on another). */
+#define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
 #include <mqueue.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,9 +25,15 @@ static double now_us(void)
 
 int main(int argc, char *argv[])
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s sysv KEY|posix NAME PID DELAY_US MESSAGE\n", argv[0]);
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: %s sysv KEY|posix NAME PID DELAY_US MESSAGE [CPU]\n", argv[0]);
         return 2;
+    }
+    if (argc == 7) {
+        cpu_set_t cpus;
+        CPU_ZERO(&cpus);
+        CPU_SET(atoi(argv[6]), &cpus);
+        if (sched_setaffinity(0, sizeof cpus, &cpus) == -1) { perror("sched_setaffinity"); return 1; }
     }
     pid_t pid = (pid_t)atol(argv[3]);
     double delay = atof(argv[4]);
