@@ -27,6 +27,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+try:  # signal.signal and getsignal wrap these in enum conversions: 3-5 us a call,
+    import _signal as raw  # and wait_for makes several calls per message
+except ImportError:  # pragma: no cover - an interpreter without CPython's _signal
+    raw = signal  # type: ignore[assignment]
+
 # The SIGINT handler outside verbs: exit 130 at once, quietly. It is the one
 # the package installs on its first line when run as a command.
 from ipctool import _exit_interrupted as exit_interrupted
@@ -39,6 +44,7 @@ class _State:
 
 
 _state = _State()
+_DEFAULT = signal.default_int_handler
 
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -49,17 +55,18 @@ def _on_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _current() -> object:
-    return signal.getsignal(signal.SIGINT)
+    return raw.getsignal(signal.SIGINT)
 
 
 def ours() -> bool:
     """Whether SIGINT means Ctrl-C to ipctool now (not ignored, not a plugin's own handler)."""
-    return _current() in (_on_interrupt, signal.default_int_handler, exit_interrupted)
+    handler = _current()
+    return handler is _on_interrupt or handler is exit_interrupted or handler is _DEFAULT
 
 
 def _install(handler: object) -> None:
-    if _current() in (_on_interrupt, signal.default_int_handler, exit_interrupted):
-        signal.signal(signal.SIGINT, handler)  # type: ignore[arg-type]
+    if ours():
+        raw.signal(signal.SIGINT, handler)
 
 
 def quiet_phase() -> None:
@@ -79,8 +86,7 @@ def verb_phase() -> Iterator[None]:
 
 def done_phase() -> None:
     """The command has finished and flushed: a late Ctrl-C changes nothing."""
-    if _current() in (_on_interrupt, signal.default_int_handler, exit_interrupted):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _install(int(signal.SIG_IGN))  # _signal takes plain ints, not the enum
 
 
 def ensure_handler() -> None:
@@ -89,8 +95,9 @@ def ensure_handler() -> None:
     For code run outside the command line (tests, other programs): deferring
     needs a handler that can record instead of raising.
     """
-    if _current() in (signal.default_int_handler, exit_interrupted):
-        signal.signal(signal.SIGINT, _on_interrupt)
+    handler = _current()
+    if handler is _DEFAULT or handler is exit_interrupted:
+        raw.signal(signal.SIGINT, _on_interrupt)
 
 
 def run_pending_handlers() -> None:

@@ -24,6 +24,7 @@ import math
 import os
 import signal
 import stat
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
@@ -31,6 +32,7 @@ from typing import TypeVar
 from ipctool import interrupts
 from ipctool.errors import StdoutClosed, Timeout
 from ipctool.interrupts import interrupts_deferred
+from ipctool.interrupts import raw as raw_signal
 
 __all__ = [
     "Deadline",
@@ -95,12 +97,17 @@ def as_deadline(timeout: float | Deadline | None) -> Deadline:
     return timeout if isinstance(timeout, Deadline) else Deadline(timeout)
 
 
+_stdout_kind: list[bool] = []  # stdout's type does not change while a command runs
+
+
 def stdout_is_pipe() -> bool:
-    try:
-        mode = os.fstat(1).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    if not _stdout_kind:
+        try:
+            mode = os.fstat(1).st_mode
+        except OSError:
+            mode = 0
+        _stdout_kind.append(stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+    return _stdout_kind[0]
 
 
 def stdout_reader_gone() -> bool:
@@ -241,35 +248,37 @@ class _Alarm:
     """SIGALRM for the length of one C-call wait: installed, then the previous
     handler and any timer someone else had running are put back."""
 
+    __slots__ = ("fired", "previous", "previous_timer", "started")
+
     def __init__(self) -> None:
         self.fired = False
+        self.previous_timer: tuple[float, float] | None = None
 
     def on_alarm(self, signum: int, frame: object) -> None:
         self.fired = True
 
     def __enter__(self) -> _Alarm:
-        self.started = time.monotonic()
-        self.previous = signal.signal(signal.SIGALRM, self.on_alarm)
-        self.previous_timer = signal.setitimer(signal.ITIMER_REAL, 0)
+        self.previous = raw_signal.signal(signal.SIGALRM, self.on_alarm)
         return self
 
     def arm(self, seconds: float) -> None:
-        signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6))
+        earlier = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6))
+        if self.previous_timer is None:  # the first arm: what was running before us
+            self.previous_timer, self.started = earlier, time.monotonic()
 
     def __exit__(self, *exc: object) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         interrupts.run_pending_handlers()  # an alarm that fired just now is ours, not theirs
-        signal.signal(signal.SIGALRM, self.previous or signal.SIG_DFL)  # type: ignore[arg-type]
-        delay, interval = self.previous_timer
-        if delay > 0:
+        raw_signal.signal(
+            signal.SIGALRM, signal.SIG_DFL if self.previous is None else self.previous
+        )
+        if self.previous_timer and self.previous_timer[0] > 0:
+            delay, interval = self.previous_timer
             left = delay - (time.monotonic() - self.started)
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
 
 
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+_MAIN_THREAD = threading.main_thread().ident
 
 
 def wait_for(
@@ -288,7 +297,7 @@ def wait_for(
     Python sees it: the heartbeat (FIRST_BEAT, then HEARTBEAT) interrupts the
     call, and the check runs again. It also checks a watched stdout.
     """
-    if not _in_main_thread():  # signal handlers run in the main thread only
+    if threading.get_ident() != _MAIN_THREAD:  # signal handlers run in the main thread only
         return call()
     interrupts.ensure_handler()
     deadline = as_deadline(timeout)
@@ -298,7 +307,9 @@ def wait_for(
     with _Alarm() as alarm:
         while True:
             interrupts.raise_if_interrupted()
-            if watching_stdout and stdout_reader_gone():
+            # Checked after each heartbeat only: before the first call, the flush
+            # that preceded the wait would have failed with EPIPE already.
+            if watching_stdout and beat == HEARTBEAT and stdout_reader_gone():
                 raise StdoutClosed(errno.EPIPE, "stdout: reader went away")
             left = deadline.remaining()
             if left is not None and left <= 0:
@@ -307,7 +318,7 @@ def wait_for(
             if slices:
                 alarm.arm(min(slices))
             try:
-                return call()
+                return call()  # the alarm is re-armed or, on leaving, stopped by _Alarm
             except signaled:
                 interrupts.run_pending_handlers()
                 if interrupts.interrupted():
@@ -316,5 +327,3 @@ def wait_for(
                     raise
                 alarm.fired = False
                 beat = HEARTBEAT
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
