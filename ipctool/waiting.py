@@ -57,6 +57,7 @@ FIRST_BEAT = 0.005
 HEARTBEAT = 0.1
 POLL_MS_MAX = 2**31 - 1
 RETRY_FIRST_PAUSE = 0.001
+_MAIN_THREAD = threading.main_thread().ident
 
 
 class Deadline:
@@ -133,11 +134,13 @@ def wait_fds(
     import select
 
     deadline = as_deadline(timeout)
-    wakeup = interrupts.wakeup_fd()
     poller = select.poll()
     for fd, events in watched:
         poller.register(fd, events)
-    poller.register(wakeup, select.POLLIN)
+    # Signal handlers run in the main thread only: another thread has no Ctrl-C to see.
+    wakeup = interrupts.wakeup_fd() if threading.get_ident() == _MAIN_THREAD else -1
+    if wakeup >= 0:
+        poller.register(wakeup, select.POLLIN)
     fds = [fd for fd, _ in watched]
     watching_stdout = watch_stdout and 1 not in fds and stdout_is_pipe()
     if watching_stdout:
@@ -169,8 +172,9 @@ def wait_fd(
     """Until `fd` is ready for `events` (select.POLLIN, POLLOUT...); returns its revents.
 
     Raises Timeout (124) once `timeout` (seconds, or a shared Deadline)
-    passes, KeyboardInterrupt on Ctrl-C, and with watch_stdout StdoutClosed
-    when stdout is a pipe whose reader went away. Needs the main thread.
+    passes, KeyboardInterrupt on Ctrl-C (in the main thread, where signal
+    handlers run), and with watch_stdout StdoutClosed when stdout is a pipe
+    whose reader went away.
     """
     return wait_fds([(fd, events)], timeout=timeout, obj=obj, watch_stdout=watch_stdout)[0]
 
@@ -276,9 +280,6 @@ class _Alarm:
             delay, interval = self.previous_timer
             left = delay - (time.monotonic() - self.started)
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
-
-
-_MAIN_THREAD = threading.main_thread().ident
 
 
 def wait_for(

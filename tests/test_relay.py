@@ -295,3 +295,12 @@ def test_stdin_errors_name_stdin() -> None:
         ["bash", "-c", shell], env={**os.environ, "DRIVER": DRIVER}, capture_output=True
     )
     assert (done.returncode, done.stderr) == (1, b"ipctool: test: stdin: bad file descriptor\n")
+
+
+def test_relay_in_another_thread() -> None:
+    """Only the main thread sees signals; elsewhere relay just moves bytes."""
+    results = []
+    worker = threading.Thread(target=lambda: results.append(through("socket", "pipe", [MIB])))
+    worker.start()
+    worker.join(30)
+    assert results == [(len(MIB), MIB)]
