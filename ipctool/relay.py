@@ -12,7 +12,8 @@ or the object to stdout. The way bytes move depends on what the two ends are:
 A combination the kernel refuses (EINVAL before anything moved: a tty, a file
 opened O_APPEND) falls back to the next way. Waits go through wait_fds, so an
 idle --timeout, Ctrl-C and a closed stdout are honoured while nothing moves.
-The end is the first read of 0 bytes (EOF).
+The end is the first read of 0 bytes (EOF). A FIFO opened for reading before
+any writer reads as EOF at once: wait_fd(fd, POLLIN) for its first byte first.
 
 Errors are told apart by which end they come from: EPIPE or ECONNRESET on our
 own stdout is StdoutClosed (a quiet 141); on the object it is an error line
