@@ -102,6 +102,7 @@ def test_contract_starts_a_recv_first_receiver_and_waits_for_it() -> None:
             remove=remove_sysv,
             bad_target="notakey",
             recv_first=True,
+            lasting=False,  # inspect and clean are the msgq cases' part
             recv_args=["--create"],
         )
     )

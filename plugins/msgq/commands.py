@@ -35,7 +35,6 @@ from ipctool.api import (
     TimeoutOption,
     TooLarge,
     UsageError,
-    announce_ready,
     format_key,
     framing_from_flags,
     new_app,
@@ -292,9 +291,10 @@ def recv(
     writer = RecordWriter(framing, cstring)
     wait = functools.partial(queue.wait, selector, nowait, timeout)
     poll, empty = queue.poller(selector)
-    announce_ready(
-        f"--id={where.queue_id}" if where.queue_id is not None else where.label, ready_fd
-    )
+    from ipctool.api import announce_ready  # recv's alone: send does not load it
+
+    # Ready: the queue is open, and recv is about to poll it and wait.
+    announce_ready(where.label if where.queue_id is None else f"--id={where.queue_id}", ready_fd)
     try:
         if framing is Framing.STREAM:
             write_stream(poll, empty, wait, writer)
