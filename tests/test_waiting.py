@@ -92,8 +92,11 @@ def test_retry_until_a_fifo_reader_appears(tmp_path: Path) -> None:
 
     def open_writer() -> int:
         attempts.append(1)
-        tried.set()
-        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            tried.set()  # the reader comes only after a failed try
+            raise
 
     readers = []
     opener = threading.Thread(
