@@ -26,11 +26,13 @@ if TYPE_CHECKING:
         NotFound,
         PermissionDenied,
         Refused,
+        StdoutClosed,
         Timeout,
         TooLarge,
         UsageError,
         WouldBlock,
         from_os_error,
+        naming,
     )
     from ipctool.objects import IpcObject, ObjectSource, idle_for
     from ipctool.options import (
@@ -46,12 +48,15 @@ if TYPE_CHECKING:
         Nowait,
         Null,
         OlderThan,
+        ReadyFd,
         Stale,
         Stream,
     )
     from ipctool.options import Timeout as TimeoutOption
     from ipctool.output import data_fields, json_line, print_json, print_table, printable
     from ipctool.procfs import ProcView
+    from ipctool.ready import announce_ready
+    from ipctool.relay import relay
     from ipctool.streams import (
         Framing,
         RecordWriter,
@@ -79,7 +84,14 @@ if TYPE_CHECKING:
         parse_sysv_key,
         signed_key,
     )
-    from ipctool.waiting import wait_for
+    from ipctool.waiting import (
+        Deadline,
+        retry_until,
+        wait_fd,
+        wait_fds,
+        wait_for,
+        when_ready,
+    )
 
 DEFAULT_MODE = 0o600  # objects are owner-only unless --mode says otherwise
 
@@ -97,11 +109,13 @@ _LAZY = {
             "PermissionDenied",
     "ProcView",
             "Refused",
+            "StdoutClosed",
             "Timeout",
             "TooLarge",
             "UsageError",
             "WouldBlock",
             "from_os_error",
+            "naming",
         ],
         "ipctool.errors",
     ),
@@ -119,6 +133,7 @@ _LAZY = {
             "Nowait",
             "Null",
             "OlderThan",
+            "ReadyFd",
             "Stale",
             "Stream",
         ],
@@ -129,6 +144,8 @@ _LAZY = {
     ),
     **dict.fromkeys(["IpcObject", "ObjectSource", "idle_for"], "ipctool.objects"),
     "ProcView": "ipctool.procfs",
+    "announce_ready": "ipctool.ready",
+    "relay": "ipctool.relay",
     **dict.fromkeys(
         [
             "Framing",
@@ -165,7 +182,10 @@ _LAZY = {
         ],
         "ipctool.targets",
     ),
-    "wait_for": "ipctool.waiting",
+    **dict.fromkeys(
+        ["Deadline", "retry_until", "wait_fd", "wait_fds", "wait_for", "when_ready"],
+        "ipctool.waiting",
+    ),
 }
 _RENAMED = {"TimeoutOption": ("ipctool.options", "Timeout")}
 
@@ -176,6 +196,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "ContractCase",
     "Count",
     "Data",
+    "Deadline",
     "DryRun",
     "ExitCode",
     "Follow",
@@ -195,15 +216,18 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "OlderThan",
     "PermissionDenied",
     "ProcView",
+    "ReadyFd",
     "RecordWriter",
     "Refused",
     "Stale",
+    "StdoutClosed",
     "Stream",
     "Timeout",
     "TimeoutOption",
     "TooLarge",
     "UsageError",
     "WouldBlock",
+    "announce_ready",
     "data_fields",
     "format_key",
     "framing_from_flags",
@@ -212,6 +236,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "idle_for",
     "iso_time",
     "json_line",
+    "naming",
     "new_app",
     "parse_duration",
     "parse_id",
@@ -225,11 +250,16 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "printable",
     "read_sysctl",
     "read_table",
+    "relay",
+    "retry_until",
     "signed_key",
     "stdin_batches",
     "stdin_records",
     "user_name",
+    "wait_fd",
+    "wait_fds",
     "wait_for",
+    "when_ready",
     "write_messages",
     "write_stream",
 ]

@@ -270,6 +270,9 @@ def run(args: list[str]) -> int:
 
 
 def main() -> None:
+    from ipctool import interrupts
+
+    interrupts.quiet_phase()  # Ctrl-C before a verb runs: exit 130, nothing said
     try:
         code = run(sys.argv[1:])
         runner.flush_stdout()
@@ -283,4 +286,5 @@ def main() -> None:
             runner.report_unexpected(MechanismGroup.current, exc)
         except typer.Exit as done:
             code = done.exit_code
+    interrupts.done_phase()
     sys.exit(code)

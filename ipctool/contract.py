@@ -59,8 +59,10 @@ class ContractCase:
     new_target() returns a target nobody else uses (a unique key, name, path or
     address); remove(target) deletes the object without ipctool, so a failed
     test leaves nothing behind. recv_first: recv must be running before send
-    (listeners, FIFOs). lasting: the object outlives both peers, so inspect and
-    clean are checked on it (false for connections and signals). bad_target
+    (listeners, FIFOs); its recv calls announce_ready, and send goes to the
+    target it announced once that line came. lasting: the object outlives
+    both peers, so inspect and clean are checked on it (false for
+    connections and signals). bad_target
     must be refused as a usage error. payload: the bytes send reads from stdin
     (b"" where the mechanism carries none, as signals); expected: what recv
     must print (default: the payload). send_target(target, receiver_pid):

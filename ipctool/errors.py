@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -70,17 +73,105 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def from_os_error(obj: str | None, err: OSError) -> IpcError:
-    """Map an OSError to the IpcError whose exit code a script can act on."""
+class StdoutClosed(BrokenPipeError):
+    """Our own stdout's reader went away: a quiet exit 141, never an error line.
+
+    A peer that closed or reset (a FIFO's reader, a socket's other end) is a
+    different thing: an error naming that peer. Code that knows a broken pipe is
+    stdout's raises this, so `naming()` and the core never confuse the two.
+    """
+
+
+# errno -> the error class whose exit code a script can act on. Documented in
+# README ("Exit codes"); tests/test_errors.py holds every row to its code.
+_BY_ERRNO: dict[str, type[IpcError]] = {
+    # 3, not found: nothing is there to talk to. A refused connection and a FIFO
+    # without a reader (ENXIO) are "nobody there (yet)": a script retries them.
+    "ENOENT": NotFound,
+    "ENXIO": NotFound,
+    "ECONNREFUSED": NotFound,
+    "ESRCH": NotFound,
+    # 4, permission denied.
+    "EACCES": PermissionDenied,
+    "EPERM": PermissionDenied,
+    "EROFS": PermissionDenied,
+    # 2, usage: the path or address given cannot name such an object at all;
+    # the kernel refused it before anything was made.
+    "EISDIR": UsageError,
+    "ENOTDIR": UsageError,
+    "ELOOP": UsageError,
+    "ENAMETOOLONG": UsageError,
+    "EADDRNOTAVAIL": UsageError,
+    # 6, refused: the object exists and is someone else's business (in use,
+    # or already there); --force or another name is the script's choice.
+    "EADDRINUSE": Refused,
+    "EBUSY": Refused,
+    "EEXIST": Refused,
+    "EAGAIN": WouldBlock,  # 5
+    "ETIMEDOUT": Timeout,  # 124
+    "EMSGSIZE": TooLarge,  # 7
+    "EFBIG": TooLarge,
+    # EPIPE and ECONNRESET stay 1: a peer went away mid-transfer. Our own
+    # stdout's reader going away is StdoutClosed (141) and never comes here.
+}
+
+_REASONS: dict[str, str] = {
+    "EPIPE": "the other end was closed",
+    "ECONNRESET": "connection reset by peer",
+    "ECONNREFUSED": "connection refused: nothing is listening",
+}
+
+
+def _errno_table() -> tuple[dict[int, type[IpcError]], dict[int, str]]:
     import errno
 
-    reason = err.strerror or str(err)
-    by_errno: dict[int, type[IpcError]] = {
-        errno.ENOENT: NotFound,
-        errno.EACCES: PermissionDenied,
-        errno.EPERM: PermissionDenied,
-        errno.EAGAIN: WouldBlock,
-        errno.ETIMEDOUT: Timeout,
-        errno.EMSGSIZE: TooLarge,
-    }
-    return by_errno.get(err.errno or 0, IpcError)(obj, reason.lower())
+    def numbered(table: dict[str, Any]) -> dict[int, Any]:
+        return {getattr(errno, name): value for name, value in table.items()}
+
+    return numbered(_BY_ERRNO), numbered(_REASONS)
+
+
+def from_os_error(obj: str | None, err: OSError, reason: str | None = None) -> IpcError:
+    """Map an OSError to the IpcError whose exit code a script can act on.
+
+    `reason` replaces the kernel's wording (e.g. "reader closed the FIFO" for EPIPE).
+    """
+    by_errno, reasons = _errno_table()
+    code = err.errno or 0
+    if reason is None:
+        reason = reasons.get(code) or (err.strerror or str(err)).lower()
+    return by_errno.get(code, IpcError)(obj, reason)
+
+
+Translate = Callable[[Exception], "BaseException | None"]
+
+
+@contextmanager
+def naming(
+    obj: str | None,
+    *,
+    reasons: Mapping[int, str] | None = None,
+    translate: Translate | None = None,
+) -> Iterator[None]:
+    """Errors inside the block become one-line IpcErrors that name `obj`.
+
+    An OSError is mapped by errno (from_os_error); `reasons` gives better
+    words for some errnos (`{errno.EPIPE: "reader closed the FIFO"}`).
+    `translate(exc)` is the hook for a library's own exceptions: it returns
+    the error to raise instead, or None to leave `exc` to the errno map (if
+    an OSError) or as it is. IpcErrors, StdoutClosed and KeyboardInterrupt
+    pass through untouched, so keep writes to stdout either outside the block
+    or raising StdoutClosed: a plain BrokenPipeError inside is the object's.
+    """
+    try:
+        yield
+    except (IpcError, StdoutClosed):
+        raise
+    except Exception as err:
+        mapped = translate(err) if translate is not None else None
+        if mapped is not None and mapped is not err:
+            raise mapped from err
+        if isinstance(err, OSError):
+            reason = reasons.get(err.errno or 0) if reasons else None
+            raise from_os_error(obj, err, reason) from err
+        raise

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ipctool.errors import UsageError
-from ipctool.targets import parse_duration, parse_mode, parse_timeout
+from ipctool.targets import parse_duration, parse_fd, parse_mode, parse_timeout
 
 
 def _parser(parse: Callable[[str], object]) -> Callable[[object], object]:
@@ -79,4 +79,14 @@ Follow = Annotated[
 CString = Annotated[
     bool,
     typer.Option("--cstring", help="Stop each message at its first NUL, as C's %s does."),
+]
+ReadyFd = Annotated[
+    int | None,
+    typer.Option(
+        "--ready-fd",
+        metavar="N",
+        parser=_parser(parse_fd),
+        help="Once ready (object open, about to wait), write the target and a newline "
+        "to fd N and close it; or set IPCTOOL_READY_FD=N.",
+    ),
 ]

@@ -51,6 +51,17 @@ def flush_stdout() -> None:
         sys.stdout.flush()
 
 
+def is_stdout_closed(err: BrokenPipeError) -> bool:
+    """Whether a broken pipe is our stdout's (quiet 141) rather than a peer's."""
+    from ipctool.errors import StdoutClosed
+
+    if isinstance(err, StdoutClosed):
+        return True
+    from ipctool.waiting import stdout_reader_gone
+
+    return stdout_reader_gone()
+
+
 def report_unexpected(mechanism: str | None, exc: BaseException) -> NoReturn:
     if debug:
         import traceback
@@ -65,9 +76,12 @@ def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
+        from ipctool.interrupts import verb_phase
+
         try:
-            result = callback(*args, **kwargs)
-            flush_stdout()
+            with verb_phase():  # Ctrl-C is KeyboardInterrupt here, so the verb can unwind
+                result = callback(*args, **kwargs)
+                flush_stdout()
             return result
         except (typer.Exit, typer.Abort, ClickException):
             raise
@@ -77,7 +91,10 @@ def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:
 
                 traceback.print_exception(err)
             fail(err.line(mechanism), err.exit_code)
-        except BrokenPipeError:
+        except BrokenPipeError as err:
+            if not is_stdout_closed(err):  # a peer's pipe: an error naming what we know
+                mapped = from_os_error(err.filename, err)
+                fail(mapped.line(mechanism), mapped.exit_code)
             silence_stdout()
             raise typer.Exit(ExitCode.BROKEN_PIPE) from None
         except KeyboardInterrupt:

@@ -5,6 +5,7 @@ Each parser raises UsageError (exit 2) before anything is touched.
 
 from __future__ import annotations
 
+import os
 import re
 
 from ipctool.errors import UsageError
@@ -96,6 +97,18 @@ def parse_mode(text: str) -> int:
     if not 0 <= mode <= 0o777:
         raise UsageError(text, "a mode is octal permission bits from 0 to 0777")
     return mode
+
+
+def parse_fd(text: str) -> int:
+    """A file descriptor this process has open (for --ready-fd N)."""
+    if not text.isdigit():
+        raise UsageError(text, "a file descriptor is a non-negative integer")
+    fd = int(text)
+    try:
+        os.fstat(fd)
+    except (OSError, OverflowError):
+        raise UsageError(text, "not an open file descriptor") from None
+    return fd
 
 
 class IpcTarget:

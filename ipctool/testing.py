@@ -30,6 +30,7 @@ __all__ = [
     "PAYLOAD",
     "ContractCase",
     "Result",
+    "Started",
     "assert_one_line_error",
     "check_contract",
     "check_record",
@@ -40,7 +41,7 @@ __all__ = [
     "mechanisms_without_cases",
     "run",
     "run_name_prefix",
-    "start_ready",
+    "start_receiver",
     "unique_key",
     "unique_name",
     "unique_path",
@@ -74,6 +75,62 @@ def run(
         command(*args), input=input, capture_output=True, timeout=timeout, env=env, check=False
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+@dataclass
+class Started:
+    """A running ipctool that said it is ready, and the target it announced."""
+
+    process: subprocess.Popen
+    target: str
+
+
+def start_receiver(
+    *args: str, timeout: float = 10, env: dict[str, str] | None = None, **popen: Any
+) -> Started:
+    """Start `ipctool ARGS` with a pipe as its ready fd (IPCTOOL_READY_FD); return
+    once it wrote its ready line, so that no test has to sleep for a receiver.
+
+    Extra keywords go to subprocess.Popen (stdout=subprocess.PIPE, ...). Fails,
+    with the process's exit code and stderr, if it ends or closes the fd first.
+    """
+    read_end, write_end = os.pipe()
+    environment = {**(os.environ if env is None else env), "IPCTOOL_READY_FD": str(write_end)}
+    try:
+        process = subprocess.Popen(command(*args), env=environment, pass_fds=(write_end,), **popen)
+    finally:
+        os.close(write_end)  # only the receiver holds it now: its exit means EOF here
+    try:
+        line = _read_line(read_end, timeout)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        os.close(read_end)
+    if not line.endswith(b"\n"):
+        process.kill()
+        _, err = process.communicate()
+        raise AssertionError(
+            f"ipctool {' '.join(args)} was never ready (exit {process.returncode}): "
+            f"{(err or b'').decode(errors='replace')}"
+        )
+    return Started(process, line[:-1].decode(errors="surrogateescape"))
+
+
+def _read_line(fd: int, timeout: float) -> bytes:
+    """Bytes up to a newline or EOF, within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"no ready line within {timeout:g} s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        line += chunk
+    return line
 
 
 def contract_cases(registry: Registry | None = None) -> list[ContractCase]:
@@ -127,40 +184,6 @@ def assert_one_line_error(result: Result, mechanism: str, code: int) -> None:
     assert "Traceback" not in result.err
 
 
-READY_ENV = "IPCTOOL_READY_FD"
-
-
-def start_ready(
-    *args: str, stdout: Any = subprocess.PIPE, stdin: Any = subprocess.DEVNULL, timeout: float = 10
-) -> subprocess.Popen:
-    """Start `ipctool ARGS` and return once it says it is ready (bound, opened or
-    blocked: the verb's readiness line on IPCTOOL_READY_FD), so tests never sleep."""
-    read_end, write_end = os.pipe()
-    env = {**os.environ, READY_ENV: str(write_end)}
-    proc = subprocess.Popen(
-        command(*args),
-        stdin=stdin,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        env=env,
-        pass_fds=(write_end,),
-    )
-    os.close(write_end)
-    try:
-        with os.fdopen(read_end, "rb") as ready:
-            if not select.select([ready], [], [], timeout)[0]:
-                raise AssertionError(f"ipctool {' '.join(args)} never said it was ready")
-            line = ready.readline()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if not line:  # it ended before it was ready
-        _, err = proc.communicate(timeout=timeout)
-        raise AssertionError(f"ipctool {' '.join(args)} exited {proc.returncode}: {err!r}")
-    return proc
-
-
 # System calls a waiting ipctool sleeps in, by machine: read, poll, select, pause,
 # accept, recvfrom, msgsnd, msgrcv, mq_timedsend/receive, pselect6, ppoll, epoll
 # waits, accept4, rt_sigtimedwait, rt_sigsuspend, openat (a FIFO's blocking open).
@@ -192,7 +215,9 @@ def wait_until_blocked(pid: int, timeout: float = 10) -> None:
 def check_in_use_refused(case: ContractCase, target: str) -> None:
     """A receiver waiting on the object makes it in use: clean refuses it (exit 6)."""
     mech = case.mechanism
-    receiver = start_ready(mech, "recv", target, *case.recv_args, "--timeout", "60")
+    receiver = start_receiver(
+        mech, "recv", target, *case.recv_args, "--timeout", "60", stderr=subprocess.PIPE
+    ).process
     try:
         wait_until_blocked(receiver.pid)
         refused = run(mech, "clean", target)
@@ -211,8 +236,8 @@ def round_trip(case: ContractCase, target: str, payload: bytes) -> bytes:
     recv_args = [case.mechanism, "recv", target, *case.recv_args]
     recv_args += ["--timeout", "10"] if case.waits else []
 
-    def send(receiver_pid: int = 0) -> Result:
-        send_target = case.send_target(target, receiver_pid) if case.send_target else target
+    def send(receiver_pid: int = 0, to: str = target) -> Result:
+        send_target = case.send_target(to, receiver_pid) if case.send_target else to
         return run(case.mechanism, "send", send_target, *case.send_args, input=payload)
 
     if not case.recv_first:
@@ -221,9 +246,10 @@ def round_trip(case: ContractCase, target: str, payload: bytes) -> bytes:
         got = run(*recv_args)
         assert got.code == 0, got.err
         return got.stdout
-    receiver = start_ready(*recv_args)
+    started = start_receiver(*recv_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    receiver = started.process
     try:
-        sent = send(receiver.pid)
+        sent = send(receiver.pid, started.target)  # as announced: a listener's real port
         assert sent.code == 0, sent.err
         out, err = receiver.communicate(timeout=30)
         assert receiver.returncode == 0, err

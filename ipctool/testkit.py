@@ -124,9 +124,15 @@ def run_dir() -> str:
     return path
 
 
+def run_path_prefix() -> str:
+    """What every unique_path() of this run starts with (a leak check looks for it)."""
+    return f"{TEST_DIR_PREFIX}{run_tag()}-"
+
+
 def unique_path(suffix: str = "") -> str:
-    """A path nothing exists at yet, in this run's directory."""
-    return os.path.join(run_dir(), f"{worker()}-{next(_counter)}{suffix}")
+    """A path nothing exists at yet, directly in /tmp (where a mechanism's listing of
+    scratch directories finds it): /tmp/ipctool-test-TAG-WORKER-N."""
+    return f"{run_path_prefix()}{worker()}-{next(_counter)}{suffix}"
 
 
 def free_port(kind: str = "tcp") -> int:

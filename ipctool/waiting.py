@@ -1,98 +1,113 @@
-"""Blocking calls with --timeout and Ctrl-C, for C extensions that wait in the kernel.
+"""Waiting under --timeout, Ctrl-C and a closed stdout: on file descriptors, and in C calls.
 
-sysv_ipc and posix_ipc wait in msgrcv/mq_receive and, when a signal arrives,
-raise their own "signaled" error. A Python handler that raised at that moment
-would collide with theirs, so here the handlers only record what arrived and
-`wait_for` turns the record into KeyboardInterrupt (exit 130) or Timeout
-(exit 124) after the call has returned.
+Every wait here ends in one of four ways: what it waited for happened; the
+timeout passed (Timeout, exit 124); Ctrl-C (KeyboardInterrupt, exit 130,
+whether or not Ctrl-C is deferred at the time); or, with watch_stdout, stdout
+is a pipe whose reader went away (StdoutClosed, a quiet exit 141).
 
-While waiting, a 0.5 s heartbeat also checks whether stdout is a pipe whose
-reader has gone (`recv --follow | head -1`), so such a recv ends quietly
-instead of waiting for a message nobody will read.
+- `wait_fd` / `when_ready`: poll() on the object's descriptor together with
+  the signal wakeup pipe (ipctool.interrupts), so a Ctrl-C that lands before or
+  during the poll is always seen. No SIGALRM, no race.
+- `retry_until`: for what cannot be polled (opening a FIFO for writing before a
+  reader exists fails with ENXIO; a connect before the listener): tries again
+  with short pauses, each a poll() on the wakeup pipe.
+- `wait_for`: a blocking call into a C extension (sysv_ipc) that cannot be
+  polled. SIGALRM, installed only for the call and restored after, interrupts
+  it for the timeout and as a heartbeat (see `wait_for`).
+- `Deadline`: one --timeout over many waits, overall or idle.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import signal
 import stat
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
-from ipctool.errors import Timeout
+from ipctool import interrupts
+from ipctool.errors import StdoutClosed, Timeout
+from ipctool.interrupts import interrupts_deferred
+
+__all__ = [
+    "Deadline",
+    "interrupts_deferred",
+    "pause",
+    "retry_until",
+    "stdout_is_pipe",
+    "stdout_reader_gone",
+    "wait_fd",
+    "wait_fds",
+    "wait_for",
+    "when_ready",
+]
 
 T = TypeVar("T")
-HEARTBEAT = 0.5
+
+# wait_for's heartbeat: a Ctrl-C that lands between the last check and the
+# moment the C call enters the kernel is acted on within FIRST_BEAT of the
+# call's start (where a Ctrl-C right after the previous message lands), and
+# within HEARTBEAT of any later re-entry. An idle wait wakes 10 times a second.
+FIRST_BEAT = 0.005
+HEARTBEAT = 0.1
+POLL_MS_MAX = 2**31 - 1
+RETRY_FIRST_PAUSE = 0.001
+_MAIN_THREAD = threading.main_thread().ident
 
 
-class _Signals:
-    """SIGINT and SIGALRM handlers, installed once per process on the first wait.
+class Deadline:
+    """One timeout shared by many waits.
 
-    While a C call waits they only record the signal; at any other time SIGINT
-    raises KeyboardInterrupt as Python's own handler does. Installing them once
-    keeps two sigaction calls off every wait of a busy send or recv loop.
+    Overall: pass the same Deadline to every wait of a loop. Idle: call
+    `restart()` whenever something moved, so only a quiet spell of `timeout`
+    seconds ends the loop. None waits forever.
     """
 
-    def __init__(self) -> None:
-        self.waiting = False
-        self.interrupt = False
-        self.alarm = False
+    __slots__ = ("at", "timeout")
 
-    def on_interrupt(self, signum: int, frame: object) -> None:
-        if not self.waiting:
-            raise KeyboardInterrupt
-        self.interrupt = True
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.at: float | None = None
+        self.restart()
 
-    def on_alarm(self, signum: int, frame: object) -> None:
-        self.alarm = True
+    def restart(self) -> None:
+        self.at = None if self.timeout is None else time.monotonic() + self.timeout
 
+    def remaining(self) -> float | None:
+        """Seconds left (never below 0), or None for no timeout."""
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
 
-_signals: _Signals | None = None
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
 
+    def error(self, obj: str | None) -> Timeout:
+        return Timeout(obj, f"timed out after {self.timeout:g} s")
 
-def _installed() -> _Signals:
-    global _signals
-    if _signals is None:
-        _signals = _Signals()
-        # A shell starts background jobs with SIGINT ignored; Ctrl-C is not theirs.
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            signal.signal(signal.SIGINT, _signals.on_interrupt)
-        signal.signal(signal.SIGALRM, _signals.on_alarm)
-    return _signals
+    def poll_ms(self) -> int:
+        """The remaining time as poll() takes it: -1 forever, rounded up, capped."""
+        left = self.remaining()
+        return -1 if left is None else min(math.ceil(left * 1000), POLL_MS_MAX)
 
 
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C inside the block is held until its end (a blocking wait still ends
-    at once), so that messages already taken from the kernel are written first."""
-    signals = _installed()
-    outer, signals.waiting = signals.waiting, True
-    try:
-        yield
-    finally:
-        signals.waiting = outer
-    _run_pending_handlers()
-    if signals.interrupt and not outer:
-        signals.interrupt = False
-        raise KeyboardInterrupt
+def as_deadline(timeout: float | Deadline | None) -> Deadline:
+    return timeout if isinstance(timeout, Deadline) else Deadline(timeout)
 
 
-def _run_pending_handlers() -> None:
-    """Python runs signal handlers when it next enters a Python function: this one.
-
-    Without the call, an except clause right after the C call can still see
-    the flags as they were before the signal.
-    """
+_stdout_kind: list[bool] = []  # stdout's type does not change while a command runs
 
 
 def stdout_is_pipe() -> bool:
-    try:
-        mode = os.fstat(1).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    if not _stdout_kind:
+        try:
+            mode = os.fstat(1).st_mode
+        except OSError:
+            mode = 0
+        _stdout_kind.append(stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+    return _stdout_kind[0]
 
 
 def stdout_reader_gone() -> bool:
@@ -103,39 +118,212 @@ def stdout_reader_gone() -> bool:
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
+def wait_fds(
+    watched: Sequence[tuple[int, int]],
+    *,
+    timeout: float | Deadline | None,
+    obj: str | None,
+    watch_stdout: bool = False,
+) -> list[int]:
+    """Until one of the (fd, events) pairs is ready; returns each one's revents.
+
+    POLLERR and POLLHUP are always reported (register events 0 to watch only
+    for those). A descriptor that is not open raises OSError(EBADF).
+    """
+    import select
+
+    deadline = as_deadline(timeout)
+    poller = select.poll()
+    for fd, events in watched:
+        poller.register(fd, events)
+    # Signal handlers run in the main thread only: another thread has no Ctrl-C to see.
+    wakeup = interrupts.wakeup_fd() if threading.get_ident() == _MAIN_THREAD else -1
+    if wakeup >= 0:
+        poller.register(wakeup, select.POLLIN)
+    fds = [fd for fd, _ in watched]
+    watching_stdout = watch_stdout and 1 not in fds and stdout_is_pipe()
+    if watching_stdout:
+        poller.register(1, 0)
+    while True:
+        interrupts.raise_if_interrupted()  # recorded while deferred, before this wait
+        ready = dict(poller.poll(deadline.poll_ms()))
+        if wakeup in ready:
+            interrupts.raise_if_signaled()
+        if watching_stdout and ready.get(1, 0) & (select.POLLERR | select.POLLHUP):
+            raise StdoutClosed(errno.EPIPE, "stdout: reader went away")
+        revents = [ready.get(fd, 0) for fd in fds]
+        if any(r & select.POLLNVAL for r in revents):
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))  # poll: fd not open
+        if any(revents):
+            return revents
+        if deadline.expired():
+            raise deadline.error(obj)
+
+
+def wait_fd(
+    fd: int,
+    events: int,
+    *,
+    timeout: float | Deadline | None,
+    obj: str | None,
+    watch_stdout: bool = False,
+) -> int:
+    """Until `fd` is ready for `events` (select.POLLIN, POLLOUT...); returns its revents.
+
+    Raises Timeout (124) once `timeout` (seconds, or a shared Deadline)
+    passes, KeyboardInterrupt on Ctrl-C (in the main thread, where signal
+    handlers run), and with watch_stdout StdoutClosed when stdout is a pipe
+    whose reader went away.
+    """
+    return wait_fds([(fd, events)], timeout=timeout, obj=obj, watch_stdout=watch_stdout)[0]
+
+
+def when_ready(
+    fd: int,
+    events: int,
+    attempt: Callable[[], T],
+    *,
+    busy: type[BaseException] | tuple[type[BaseException], ...],
+    timeout: float | Deadline | None,
+    obj: str | None,
+    watch_stdout: bool = False,
+) -> T:
+    """attempt() (a non-blocking call), waiting for `fd` whenever it raises `busy`.
+
+    For objects with a pollable descriptor and a library call that does the
+    work (a POSIX queue's mq_receive on its mqd): another process may take the
+    message between the poll and the call, so `busy` just means wait again.
+    """
+    deadline = as_deadline(timeout)
+    while True:
+        try:
+            return attempt()
+        except busy:
+            pass
+        wait_fd(fd, events, timeout=deadline, obj=obj, watch_stdout=watch_stdout)
+
+
+def pause(seconds: float, *, watch_stdout: bool = False) -> None:
+    """Sleep, but end at once on Ctrl-C (and, with watch_stdout, a closed stdout)."""
+    until = Deadline(seconds)
+    try:
+        wait_fds([], timeout=until, obj=None, watch_stdout=watch_stdout)
+    except Timeout:
+        return
+
+
+def retry_until(
+    attempt: Callable[[], T | None],
+    *,
+    timeout: float | Deadline | None,
+    obj: str | None,
+    interval: float = 0.05,
+    retry_errnos: Collection[int] = (),
+    watch_stdout: bool = False,
+) -> T:
+    """attempt() until it returns something other than None, for what cannot be polled.
+
+    An OSError whose errno is in `retry_errnos` counts as "not yet" too (a
+    FIFO opened for writing with O_NONBLOCK fails with ENXIO until a reader
+    opens it). Pauses start at 1 ms and double up to `interval`, so a peer
+    that is nearly there is met quickly and one that is slow costs little.
+    """
+    deadline = as_deadline(timeout)
+    wait = RETRY_FIRST_PAUSE
+    while True:
+        interrupts.raise_if_interrupted()
+        try:
+            result = attempt()
+        except OSError as err:
+            if err.errno not in retry_errnos:
+                raise
+            result = None
+        if result is not None:
+            return result
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise deadline.error(obj)
+        pause(wait if left is None else min(wait, left), watch_stdout=watch_stdout)
+        wait = min(wait * 2, interval)
+
+
+class _Alarm:
+    """SIGALRM for the length of one C-call wait: installed, then the previous
+    handler and any timer someone else had running are put back."""
+
+    __slots__ = ("fired", "previous", "previous_timer", "started")
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.previous_timer: tuple[float, float] | None = None
+
+    def on_alarm(self, signum: int, frame: object) -> None:
+        self.fired = True
+
+    def __enter__(self) -> _Alarm:
+        self.previous = interrupts.raw.signal(signal.SIGALRM, self.on_alarm)
+        return self
+
+    def arm(self, seconds: float) -> None:
+        earlier = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6))
+        if self.previous_timer is None:  # the first arm: what was running before us
+            self.previous_timer, self.started = earlier, time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        interrupts.run_pending_handlers()  # an alarm that fired just now is ours, not theirs
+        interrupts.raw.signal(
+            signal.SIGALRM, signal.SIG_DFL if self.previous is None else self.previous
+        )
+        if self.previous_timer and self.previous_timer[0] > 0:
+            delay, interval = self.previous_timer
+            left = delay - (time.monotonic() - self.started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
+
+
 def wait_for(
     call: Callable[[], T],
     *,
-    timeout: float | None,
-    obj: str,
+    timeout: float | Deadline | None,
+    obj: str | None,
     signaled: type[BaseException] | tuple[type[BaseException], ...],
     watch_stdout: bool = False,
 ) -> T:
-    """Run `call`, which blocks and raises `signaled` when a signal interrupts it."""
-    signals = _installed()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    heartbeat = HEARTBEAT if watch_stdout and stdout_is_pipe() else None
-    while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise Timeout(obj, f"timed out after {timeout:g} s")
-        slices = [s for s in (remaining, heartbeat) if s is not None]
-        if slices:
-            signal.setitimer(signal.ITIMER_REAL, max(min(slices), 1e-6))
-        outer, signals.waiting = signals.waiting, True
-        try:
-            return call()
-        except signaled:
-            _run_pending_handlers()
-            if signals.interrupt:
-                signals.interrupt = False
-                raise KeyboardInterrupt from None
-            if not signals.alarm:
-                raise
-            signals.alarm = False
-            if heartbeat and stdout_reader_gone():
-                raise BrokenPipeError from None
-        finally:
-            signals.waiting = outer
+    """Run `call`, which blocks in C and raises `signaled` when a signal interrupts it.
+
+    For what has no descriptor to poll (a SysV queue's msgrcv/msgsnd). A Ctrl-C
+    recorded while deferred is acted on before the call starts. One can still
+    land between that check and the kernel entering the wait, where nothing in
+    Python sees it: the heartbeat (FIRST_BEAT, then HEARTBEAT) interrupts the
+    call, and the check runs again. It also checks a watched stdout.
+    """
+    if threading.get_ident() != _MAIN_THREAD:  # signal handlers run in the main thread only
+        return call()
+    interrupts.ensure_handler()
+    deadline = as_deadline(timeout)
+    watching_stdout = watch_stdout and stdout_is_pipe()
+    beating = watching_stdout or interrupts.ours()  # no Ctrl-C to see in a background job
+    beat = FIRST_BEAT
+    with _Alarm() as alarm:
+        while True:
+            interrupts.raise_if_interrupted()
+            # Checked after each heartbeat only: before the first call, the flush
+            # that preceded the wait would have failed with EPIPE already.
+            if watching_stdout and beat == HEARTBEAT and stdout_reader_gone():
+                raise StdoutClosed(errno.EPIPE, "stdout: reader went away")
+            left = deadline.remaining()
+            if left is not None and left <= 0:
+                raise deadline.error(obj)
+            slices = [s for s in (beat if beating else None, left) if s is not None]
             if slices:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                alarm.arm(min(slices))
+            try:
+                return call()  # the alarm is re-armed or, on leaving, stopped by _Alarm
+            except signaled:
+                interrupts.run_pending_handlers()
+                if interrupts.interrupted():
+                    raise KeyboardInterrupt from None
+                if not alarm.fired:
+                    raise
+                alarm.fired = False
+                beat = HEARTBEAT

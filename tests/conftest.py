@@ -4,6 +4,7 @@ C peers compiled from tests/peers, and a leak check over the whole run."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -65,6 +66,39 @@ def run_as_nobody(*args: str, input: bytes = b"") -> Result:
         check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+# Syscall numbers of the calls where a process waits for an IPC object.
+SYSCALLS = {
+    "x86_64": {
+        "msgsnd": 69, "msgrcv": 70, "mq_timedsend": 242, "mq_timedreceive": 243,
+        "poll": 7, "ppoll": 271, "openat": 257, "read": 0, "write": 1, "splice": 275,
+    },
+    "aarch64": {
+        "msgsnd": 189, "msgrcv": 188, "mq_timedsend": 182, "mq_timedreceive": 183,
+        "ppoll": 73, "openat": 56, "read": 63, "write": 64, "splice": 76,
+    },
+}  # fmt: skip
+WAITS = ("msgsnd", "msgrcv", "mq_timedsend", "mq_timedreceive", "poll", "ppoll")
+
+
+def wait_until_blocked(pid: int, calls: tuple[str, ...] = WAITS) -> None:
+    """Until the process sleeps in one of these system calls (not still starting up):
+    /proc/PID/syscall names the call a sleeping process is in. Polls every ms."""
+    import time
+
+    table = SYSCALLS.get(os.uname().machine)
+    if table is None:
+        pytest.fail(f"no syscall table for {os.uname().machine}")
+    numbers = {table[c] for c in calls if c in table}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/syscall") as f:
+            first = f.read().split()[0]
+        if first.isdigit() and int(first) in numbers:
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"pid {pid} never blocked in {calls}")
 
 
 def sysv_keys_present() -> set[int]:

@@ -17,10 +17,17 @@ from ipctool.testing import (
     assert_one_line_error,
     command,
     run,
-    start_ready,
+    start_receiver,
     unique_path,
     wait_until_blocked,
 )
+
+
+def started(*args: str, stdout: object = subprocess.PIPE) -> subprocess.Popen:
+    """ipctool ARGS, once it said it is ready (its ready line on IPCTOOL_READY_FD)."""
+    return start_receiver(
+        *args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE
+    ).process
 
 
 @pytest.fixture
@@ -82,7 +89,7 @@ def test_cat_and_mkfifo_on_either_end(fifo_path: str) -> None:
     sent = run("fifo", "send", fifo_path, input=data)
     assert sent.code == 0, sent.err
     assert cat.communicate(timeout=10)[0] == data
-    receiver = start_ready("fifo", "recv", fifo_path)
+    receiver = started("fifo", "recv", fifo_path)
     with open(fifo_path, "wb") as writer:
         writer.write(data)
     out, err = receiver.communicate(timeout=10)
@@ -101,7 +108,7 @@ def test_256_mib_sha256_identical(fifo_path: str, tmp_path: Path) -> None:
             f.write(os.urandom(1 << 20))
     received = tmp_path / "received"
     with open(received, "wb") as out:
-        receiver = start_ready("fifo", "recv", fifo_path, stdout=out)
+        receiver = started("fifo", "recv", fifo_path, stdout=out)
         with open(source, "rb") as data:
             sender = subprocess.run(
                 command("fifo", "send", fifo_path), stdin=data, capture_output=True, check=False
@@ -140,7 +147,7 @@ def test_reader_closing_early_is_quiet(fifo_path: str) -> None:
 
 
 def test_writer_killed_mid_stream_ends_recv_at_eof(fifo_path: str) -> None:
-    receiver = start_ready("fifo", "recv", fifo_path)
+    receiver = started("fifo", "recv", fifo_path)
     writer = subprocess.Popen(
         [
             sys.executable,
@@ -201,7 +208,7 @@ def test_no_reader_times_out(fifo_path: str) -> None:
 
 @pytest.mark.parametrize("verb", ["recv", "send"])
 def test_ctrl_c_while_waiting_for_the_other_end(verb: str, fifo_path: str) -> None:
-    proc = start_ready("fifo", verb, fifo_path)
+    proc = started("fifo", verb, fifo_path)
     wait_until_blocked(proc.pid)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=10)

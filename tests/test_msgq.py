@@ -304,8 +304,9 @@ def test_permission_denied_for_nobody(sysv_key: str, posix_name: str) -> None:
 # --- faults: Ctrl-C, timeouts, closed pipes ----------------------------------------
 
 
-# msgsnd, msgrcv, mq_timedsend, mq_timedreceive: where a blocked ipctool waits
-BLOCKING_CALLS = {"x86_64": {69, 70, 242, 243}, "aarch64": {188, 189, 182, 183}}
+# msgsnd, msgrcv, mq_timedsend, mq_timedreceive, poll, ppoll: where a blocked
+# ipctool waits (a POSIX queue is waited for by polling its mqd)
+BLOCKING_CALLS = {"x86_64": {69, 70, 242, 243, 7, 271}, "aarch64": {188, 189, 182, 183, 73}}
 
 
 def wait_until_blocked(pid: int) -> None:

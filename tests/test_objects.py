@@ -13,7 +13,7 @@ from pathlib import Path
 from test_plugins import good_plugin, ipctool, make_distribution
 
 from ipctool.procfs import ProcView
-from ipctool.testing import start_ready, wait_until_blocked
+from ipctool.testing import start_receiver, wait_until_blocked
 
 
 def test_proc_view_sees_holders_mappers_and_blocked(tmp_path: Path, sysv_key: str) -> None:
@@ -110,7 +110,9 @@ def test_contract_catches_clean_removing_an_object_in_use(tmp_path: Path) -> Non
 
 
 def test_inspect_names_a_blocked_receiver_as_user(sysv_key: str) -> None:
-    receiver = start_ready("msgq", "recv", sysv_key, "--create", "--timeout", "60")
+    receiver = start_receiver(
+        "msgq", "recv", sysv_key, "--create", "--timeout", "60", stdout=subprocess.DEVNULL
+    ).process
     try:
         wait_until_blocked(receiver.pid)
         record = ipctool(Path("/nonexistent"), "msgq", "inspect", sysv_key, "--json").json()

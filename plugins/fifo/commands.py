@@ -155,7 +155,7 @@ def send(
         announce_ready(fifo.path, ready_fd)
         fd = retry_until(lambda: fifo.open(os.O_WRONLY), timeout=timeout, obj=path)
         try:
-            relay(0, fd, idle_timeout=timeout, obj=path)
+            relay(0, fd, idle_timeout=timeout, obj=path, peer_gone="the reader closed the FIFO")
         finally:
             os.close(fd)
 

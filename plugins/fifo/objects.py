@@ -4,7 +4,7 @@ Listed: one FIFO by path; every FIFO directly in a directory; with no target,
 every FIFO some process holds open plus every FIFO directly in the usual
 scratch directories (SCRATCH_DIRS and $XDG_RUNTIME_DIR). In use: a process
 holds it open (readers and writers, from /proc). Idle: since the last read,
-write or change (the kernel updates a FIFO's times on every transfer).
+write (the kernel updates a FIFO's atime and mtime as data moves).
 
 Bytes waiting (FIONREAD) and capacity (F_GETPIPE_SZ) need a descriptor of the
 pipe. Opening the FIFO ourselves would add a reader or writer and could wake or
@@ -157,8 +157,10 @@ def fifo_object(path: str, proc: ProcView) -> IpcObject:
         capacity=capacity,
         users=[h.pid for h in holders],
         created=None,
-        last_used=max(st.st_atime, st.st_mtime, st.st_ctime),
-        idle_seconds=idle_for(st.st_atime, st.st_mtime, st.st_ctime),
+        # a read updates atime, a write mtime; ctime also moves on chmod and utime,
+        # which is no use of the FIFO
+        last_used=max(st.st_atime, st.st_mtime),
+        idle_seconds=idle_for(st.st_atime, st.st_mtime),
         removable=may_unlink(path, st),
         extra=extra,
     )

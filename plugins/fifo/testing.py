@@ -7,7 +7,7 @@ import os
 import stat
 
 from ipctool.api import ContractCase
-from ipctool.testkit import run_dir, unique_path
+from ipctool.testkit import run_path_prefix, unique_path
 
 
 def remove_fifo(path: str) -> None:
@@ -17,8 +17,13 @@ def remove_fifo(path: str) -> None:
 
 
 def fifo_leftovers() -> list[str]:
-    directory = run_dir()
-    return [e.path for e in os.scandir(directory) if stat.S_ISFIFO(e.stat().st_mode)]
+    prefix = run_path_prefix()
+    directory, _, start = prefix.rpartition("/")
+    return [
+        e.path
+        for e in os.scandir(directory)
+        if e.name.startswith(start) and stat.S_ISFIFO(e.stat(follow_symlinks=False).st_mode)
+    ]
 
 
 def contract_cases() -> list[ContractCase]:

@@ -23,6 +23,7 @@ from ipctool.api import (
     NotFound,
     Nowait,
     Null,
+    ReadyFd,
     RecordWriter,
     Stream,
     TimeoutOption,
@@ -255,6 +256,7 @@ def recv(
         ),
     ] = False,
     mode: Mode = DEFAULT_MODE,
+    ready_fd: ReadyFd = None,
 ) -> None:
     """Receive messages to stdout: one by default, --count N, or --follow.
 
@@ -282,6 +284,10 @@ def recv(
     writer = RecordWriter(framing, cstring)
     wait = functools.partial(queue.wait, selector, nowait, timeout)
     poll, empty = queue.poller(selector)
+    from ipctool.api import announce_ready  # recv's alone: send does not load it
+
+    # Ready: the queue is open, and recv is about to poll it and wait.
+    announce_ready(where.label if where.queue_id is None else f"--id={where.queue_id}", ready_fd)
     try:
         if framing is Framing.STREAM:
             write_stream(poll, empty, wait, writer)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
+import select
 from typing import Any
 
 import posix_ipc
@@ -14,7 +14,7 @@ from ipctool.api import (
     WouldBlock,
     from_os_error,
     read_sysctl,
-    wait_for,
+    when_ready,
 )
 from ipctool_plugins.msgq.limits import check_size
 
@@ -53,6 +53,9 @@ class PosixQueue:
             raise _errors(name, exc) from None
         except OSError as exc:  # e.g. EMFILE: RLIMIT_MSGQUEUE or queues_max reached
             raise from_os_error(name, exc) from None
+        # Never block inside posix_ipc: a call that slept could end in its
+        # SignalError on Ctrl-C. Waits poll the mqd (a real fd on Linux) instead.
+        self.queue.block = False
         self.message_limit = self.queue.max_message_size
 
     def _open(self, create: bool, mode: int, write: bool) -> Any:
@@ -86,7 +89,7 @@ class PosixQueue:
 
     def put(self, data: bytes, priority: int, nowait: bool, timeout: float | None) -> None:
         try:
-            self.queue.send(data, 0, priority)  # the fast path: room in the queue
+            self.queue.send(data, None, priority)  # the fast path: room in the queue
         except posix_ipc.BusyError:
             if nowait:
                 raise WouldBlock(self.label, "queue is full") from None
@@ -96,16 +99,18 @@ class PosixQueue:
             raise
 
     def _put_blocking(self, data: bytes, priority: int, timeout: float | None) -> None:
-        wait_for(
+        when_ready(
+            self.queue.mqd,
+            select.POLLOUT,
             lambda: self.queue.send(data, None, priority),
+            busy=posix_ipc.BusyError,
             timeout=timeout,
             obj=self.label,
-            signaled=posix_ipc.SignalError,
         )
 
     def poller(self, _selector: int = 0) -> tuple[Any, type[BaseException]]:
         """posix_ipc's own non-blocking receive and what it raises on an empty queue."""
-        return functools.partial(self.queue.receive, 0), posix_ipc.BusyError
+        return self.queue.receive, posix_ipc.BusyError
 
     def translate(self, exc: BaseException) -> BaseException:
         return _errors(self.label, exc) if isinstance(exc, posix_ipc.Error) else exc
@@ -114,10 +119,12 @@ class PosixQueue:
         """Block for a message; callers poll() first, so none is waiting now."""
         if nowait:
             raise WouldBlock(self.label, "no message")
-        return wait_for(
-            lambda: self.queue.receive(None),
+        return when_ready(
+            self.queue.mqd,
+            select.POLLIN,
+            self.queue.receive,
+            busy=posix_ipc.BusyError,
             timeout=timeout,
             obj=self.label,
-            signaled=posix_ipc.SignalError,
             watch_stdout=True,
         )

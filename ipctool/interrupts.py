@@ -1,0 +1,175 @@
+"""Ctrl-C over the whole life of an ipctool process.
+
+- Start-up, argument parsing, help: from the first line of ipctool's own code
+  (see `ipctool/__init__.py`) until a verb runs, Ctrl-C ends the process at
+  once with exit 130 and nothing on stderr. Nothing has been touched yet, so
+  there is nothing to finish; a KeyboardInterrupt raised inside an import
+  would print a traceback instead.
+- A verb (`verb_phase`): Ctrl-C raises KeyboardInterrupt, which the core turns
+  into exit 130 once the verb has unwound. Inside `interrupts_deferred()` it is
+  held until the block ends, so that what already left the kernel is written
+  first; a wait inside such a block still ends at once (ipctool.waiting).
+- After the verb (`done_phase`): ignored. The work is done; its exit code stands.
+
+A shell starts background jobs with SIGINT ignored: then none of this touches it.
+
+Waits on file descriptors see signals through `signal.set_wakeup_fd`: the
+interpreter's C-level handler writes the signal's number to a pipe the moment
+the signal lands, so a poll() that includes the pipe can never miss a signal
+that came just before it started (`wakeup_fd`, `take_wakeup`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+try:  # signal.signal and getsignal wrap these in enum conversions: 3-5 us a call,
+    import _signal  # and wait_for makes several calls per message
+
+    raw: Any = _signal
+except ImportError:  # pragma: no cover - an interpreter without CPython's _signal
+    raw = signal
+
+# The SIGINT handler outside verbs: exit 130 at once, quietly. It is the one
+# the package installs on its first line when run as a command.
+from ipctool import _exit_interrupted as exit_interrupted
+
+
+class _State:
+    deferred = False  # inside interrupts_deferred()
+    interrupted = False  # a Ctrl-C came while deferred and nothing has acted on it yet
+    wakeup_read = -1  # read end of the wakeup pipe, once a wait made one
+
+
+_state = _State()
+_DEFAULT = signal.default_int_handler
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGINT during a verb: raise, as Python's own handler does, unless deferred."""
+    if not _state.deferred:
+        raise KeyboardInterrupt
+    _state.interrupted = True
+
+
+def _current() -> object:
+    return raw.getsignal(signal.SIGINT)
+
+
+def ours() -> bool:
+    """Whether SIGINT means Ctrl-C to ipctool now (not ignored, not a plugin's own handler)."""
+    handler = _current()
+    return handler is _on_interrupt or handler is exit_interrupted or handler is _DEFAULT
+
+
+def _install(handler: object) -> None:
+    if ours():
+        raw.signal(signal.SIGINT, handler)
+
+
+def quiet_phase() -> None:
+    """Until a verb runs: Ctrl-C is exit 130 at once (no-op if SIGINT is ignored)."""
+    _install(exit_interrupted)
+
+
+@contextmanager
+def verb_phase() -> Iterator[None]:
+    """While a verb runs: Ctrl-C is KeyboardInterrupt (or deferred); quiet again after."""
+    _install(_on_interrupt)
+    try:
+        yield
+    finally:
+        _install(exit_interrupted)
+
+
+def done_phase() -> None:
+    """The command has finished and flushed: a late Ctrl-C changes nothing."""
+    _install(int(signal.SIG_IGN))  # _signal takes plain ints, not the enum
+
+
+def ensure_handler() -> None:
+    """Our handler, where Python's default or the start-up one is installed.
+
+    For code run outside the command line (tests, other programs): deferring
+    needs a handler that can record instead of raising.
+    """
+    handler = _current()
+    if handler is _DEFAULT or handler is exit_interrupted:
+        raw.signal(signal.SIGINT, _on_interrupt)
+
+
+def run_pending_handlers() -> None:
+    """Python runs signal handlers when it next enters a Python function: this one.
+
+    Without the call, code right after a C call can still see the flags as
+    they were before the signal.
+    """
+
+
+def interrupted() -> bool:
+    """Whether a deferred Ctrl-C is waiting to be acted on (it is then taken)."""
+    run_pending_handlers()
+    if _state.interrupted:
+        _state.interrupted = False
+        return True
+    return False
+
+
+def raise_if_interrupted() -> None:
+    """Before any wait: a Ctrl-C recorded earlier ends it before it starts."""
+    if interrupted():
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block is held until its end (a blocking wait still ends
+    at once), so that messages already taken from the kernel are written first."""
+    ensure_handler()
+    outer, _state.deferred = _state.deferred, True
+    try:
+        yield
+    finally:
+        _state.deferred = outer
+    if not outer:
+        raise_if_interrupted()
+
+
+def wakeup_fd() -> int:
+    """The read end of the pipe the interpreter writes each signal's number to.
+
+    Made on first use; non-blocking at both ends, as set_wakeup_fd requires.
+    Only the main thread may call this (signals are handled there).
+    """
+    if _state.wakeup_read < 0:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        _state.wakeup_read = read_end
+    return _state.wakeup_read
+
+
+def take_wakeup() -> set[int]:
+    """The signals that landed since the last call (empties the wakeup pipe)."""
+    if _state.wakeup_read < 0:
+        return set()
+    landed: set[int] = set()
+    while True:
+        try:
+            chunk = os.read(_state.wakeup_read, 256)
+        except BlockingIOError:
+            return landed
+        if not chunk:
+            return landed
+        landed.update(chunk)
+
+
+def raise_if_signaled() -> None:
+    """After a wait woke on the wakeup pipe: a Ctrl-C ends the wait, deferred or not."""
+    landed = take_wakeup()
+    if interrupted() or (signal.SIGINT in landed and ours()):
+        raise KeyboardInterrupt

@@ -1,0 +1,288 @@
+"""A byte stream from any descriptor to any other, as fast as the kernel moves it.
+
+`relay(src, dst, ...)` is send's and recv's loop for every stream mechanism
+(FIFOs, unix and TCP sockets, pipes of other processes): stdin to the object,
+or the object to stdout. The way bytes move depends on what the two ends are:
+
+- splice(2) when either end is a pipe or FIFO: the kernel moves pages, no
+  copy through Python (pipes are grown to /proc/sys/fs/pipe-max-size first);
+- sendfile(2) when the source is a regular file (to a socket, a file...);
+- read into one reused buffer and write it out, for the rest (socket to socket).
+
+A combination the kernel refuses (EINVAL before anything moved: a tty, a file
+opened O_APPEND) falls back to the next way. Waits go through wait_fds, so an
+idle --timeout, Ctrl-C and a closed stdout are honoured while nothing moves.
+The end is the first read of 0 bytes (EOF). A FIFO opened for reading before
+any writer reads as EOF at once: wait_fd(fd, POLLIN) for its first byte first.
+
+Errors are told apart by which end they come from: EPIPE or ECONNRESET on our
+own stdout is StdoutClosed (a quiet 141); on the object it is an error line
+naming it ("reader closed the FIFO", exit 1); stdin's errors name stdin.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ipctool.errors import IpcError, StdoutClosed, from_os_error
+from ipctool.waiting import Deadline, wait_fds
+
+CHUNK = 1 << 20
+STDIN, STDOUT = 0, 1
+PIPE_MAX_SIZE = "/proc/sys/fs/pipe-max-size"
+# Errors a write reports (the destination's); anything else in splice or sendfile
+# comes from the source.
+_WRITE_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ENOSPC, errno.EFBIG}
+_GONE_ERRNOS = {errno.EPIPE, errno.ECONNRESET}
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}
+_HANGUP = select.POLLERR | select.POLLHUP
+
+
+class _Unsupported(Exception):
+    """The kernel will not move bytes between these two ends this way."""
+
+
+class _End:
+    """One end of a relay: its fd, what kind of file it is, and its name in errors."""
+
+    def __init__(self, fd: int, name: str | None) -> None:
+        self.fd = fd
+        self.name = name
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as err:  # e.g. stdin closed (<&-)
+            raise from_os_error(name, err) from None
+        self.pipe = stat.S_ISFIFO(mode)
+        self.file = stat.S_ISREG(mode)
+        self.socket = stat.S_ISSOCK(mode)
+        self.tty = not (self.pipe or self.file or self.socket) and os.isatty(fd)
+
+    @property
+    def can_hang_up(self) -> bool:
+        """A pipe or socket reports its peer going away (POLLERR/POLLHUP)."""
+        return self.pipe or self.socket
+
+
+def relay(
+    src: int,
+    dst: int,
+    *,
+    idle_timeout: float | None = None,
+    obj: str | None = None,
+    watch_stdout: bool = False,
+    peer_gone: str | None = None,
+) -> int:
+    """Move everything from `src` to `dst` until EOF; returns the bytes moved.
+
+    `obj` names the object end(s) in error lines and in the Timeout raised
+    after `idle_timeout` seconds without a byte moving; fd 0 is "stdin" and
+    fd 1 "stdout". `peer_gone` is the reason when the object's peer goes away
+    (EPIPE, ECONNRESET, or a hangup seen while waiting), e.g. "reader closed
+    the FIFO". With watch_stdout, a stdout pipe that is not one of the ends is
+    watched too (its reader going away ends the relay with StdoutClosed).
+    """
+    moving = _Relay(src, dst, idle_timeout, obj, watch_stdout, peer_gone)
+    with moving.prepared():
+        return moving.run()
+
+
+class _Relay:
+    def __init__(
+        self,
+        src: int,
+        dst: int,
+        idle_timeout: float | None,
+        obj: str | None,
+        watch_stdout: bool,
+        peer_gone: str | None,
+    ) -> None:
+        self.src = _End(src, "stdin" if src == STDIN else obj)
+        self.dst = _End(dst, "stdout" if dst == STDOUT else obj)
+        self.deadline = Deadline(idle_timeout)
+        self.obj = obj
+        self.watch_stdout = watch_stdout
+        self.peer_gone = peer_gone
+        self.moved = 0
+        self.chunk = CHUNK
+
+    # --- setting up and putting back ---------------------------------------------
+
+    @contextmanager
+    def prepared(self) -> Iterator[None]:
+        """Large pipe buffers; O_NONBLOCK where waits need it, given back after.
+
+        Pipes need no O_NONBLOCK for splice (SPLICE_F_NONBLOCK covers them),
+        files never block, and a terminal is shared with the shell, so only
+        sockets (and pipes on the copying path) are switched.
+        """
+        for end in (self.src, self.dst):
+            if end.pipe:
+                self.chunk = max(self.chunk, _grow_pipe(end.fd))
+        restore: list[tuple[int, int]] = []
+        try:
+            for end in (self.src, self.dst):
+                if end.socket:
+                    restore.append(_set_nonblocking(end.fd))
+            self.restore = restore
+            yield
+        finally:
+            for fd, flags in restore:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+    def run(self) -> int:
+        ways: list[Callable[[], int]] = []
+        if self.src.pipe or self.dst.pipe:
+            ways.append(self.splice)
+        if self.src.file:
+            ways.append(self.sendfile)
+        ways.append(self.copy)
+        for way in ways:
+            try:
+                return way()
+            except _Unsupported:
+                continue
+        raise AssertionError("copy is always supported")  # pragma: no cover
+
+    # --- the three ways --------------------------------------------------------
+
+    def splice(self) -> int:
+        flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+        src, dst, chunk = self.src.fd, self.dst.fd, self.chunk
+        while True:
+            try:
+                n = os.splice(src, dst, chunk, flags=flags)
+            except BlockingIOError:
+                self._wait_for_either()
+                continue
+            except OSError as err:
+                if self.moved == 0 and err.errno in _UNSUPPORTED:
+                    raise _Unsupported from err
+                raise self._error(err, self._splice_side(err)) from None
+            if not n:
+                return self.moved
+            self._progress(n)
+
+    def sendfile(self) -> int:
+        src, dst, chunk = self.src.fd, self.dst.fd, self.chunk
+        while True:
+            try:
+                n = os.sendfile(dst, src, None, chunk)
+            except BlockingIOError:
+                self._wait_writable()
+                continue
+            except OSError as err:
+                if self.moved == 0 and err.errno in _UNSUPPORTED:
+                    raise _Unsupported from err
+                side = self.dst if err.errno in _WRITE_ERRNOS else self.src
+                raise self._error(err, side) from None
+            if not n:
+                return self.moved
+            self._progress(n)
+
+    def copy(self) -> int:
+        """read into one reused buffer, write it out (partial writes resumed)."""
+        for end in (self.src, self.dst):
+            if end.pipe:  # splice refused them: waits now need O_NONBLOCK here too
+                self.restore.append(_set_nonblocking(end.fd))
+        buffer = bytearray(self.chunk)
+        view = memoryview(buffer)
+        src, dst = self.src.fd, self.dst.fd
+        while True:
+            if self.src.tty:  # blocking, shared with the shell: wait, then read
+                self._wait_readable()
+            try:
+                n = os.readv(src, [buffer])
+            except BlockingIOError:
+                self._wait_readable()
+                continue
+            except OSError as err:
+                raise self._error(err, self.src) from None
+            if not n:
+                return self.moved
+            done = 0
+            while done < n:
+                if self.dst.tty:
+                    self._wait_writable()
+                try:
+                    done += os.write(dst, view[done:n])
+                except BlockingIOError:
+                    self._wait_writable()
+                except OSError as err:
+                    raise self._error(err, self.dst) from None
+            self._progress(n)
+
+    # --- waiting and errors ----------------------------------------------------
+
+    def _progress(self, n: int) -> None:
+        self.moved += n
+        self.deadline.restart()  # the timeout is for idleness
+
+    def _wait_readable(self) -> None:
+        """Until the source has data or EOF; meanwhile the destination's peer
+        going away ends the relay at once, not at the next write."""
+        watched = [(self.src.fd, select.POLLIN)]
+        if self.dst.can_hang_up:
+            watched.append((self.dst.fd, 0))
+        revents = wait_fds(
+            watched, timeout=self.deadline, obj=self.obj, watch_stdout=self.watch_stdout
+        )
+        if len(revents) > 1 and revents[1] & _HANGUP:
+            raise self._gone(self.dst)
+
+    def _wait_writable(self) -> None:
+        """Until the destination takes more (or has failed: the write then says how)."""
+        wait_fds(
+            [(self.dst.fd, select.POLLOUT)],
+            timeout=self.deadline,
+            obj=self.obj,
+            watch_stdout=self.watch_stdout,
+        )
+
+    def _wait_for_either(self) -> None:
+        """splice said EAGAIN: the source is empty, or the destination full."""
+        poller = select.poll()
+        poller.register(self.src.fd, select.POLLIN)
+        if poller.poll(0):
+            self._wait_writable()
+        else:
+            self._wait_readable()
+
+    def _splice_side(self, err: OSError) -> _End:
+        if err.errno == errno.ECONNRESET:  # only a socket resets, and one end is a pipe
+            return self.src if self.src.socket else self.dst
+        return self.dst if err.errno in _WRITE_ERRNOS else self.src
+
+    def _gone(self, end: _End) -> BaseException:
+        return self._error(OSError(errno.EPIPE, os.strerror(errno.EPIPE)), end)
+
+    def _error(self, err: OSError, end: _End) -> BaseException:
+        if end.fd == STDOUT and err.errno in _GONE_ERRNOS:
+            return StdoutClosed(errno.EPIPE, "stdout: reader went away")
+        peer = end.fd not in (STDIN, STDOUT)
+        reason = self.peer_gone if peer and err.errno in _GONE_ERRNOS else None
+        mapped: IpcError = from_os_error(end.name, err, reason)
+        return mapped
+
+
+def _set_nonblocking(fd: int) -> tuple[int, int]:
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    return fd, flags
+
+
+def _grow_pipe(fd: int) -> int:
+    """Grow a pipe's buffer to the system's maximum (fewer, larger moves); its size."""
+    from ipctool.system import read_sysctl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, read_sysctl(PIPE_MAX_SIZE, CHUNK))
+    except OSError as err:  # EPERM: over this user's pipe quota; EBUSY: holds more already
+        if err.errno not in (errno.EPERM, errno.EBUSY):
+            raise
+    return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
