@@ -73,7 +73,7 @@ ENVIRONMENT = {
         "Comma-separated plugin names (entry-point or distribution names) never to load; "
         f"this wins over {LOAD_ENV}. The way out when two plugins claim one mechanism."
     ),
-    DEBUG_ENV: "If set and not empty, act as --debug: show a traceback for unexpected errors.",
+    DEBUG_ENV: "1, true or yes (any case): act as --debug, showing a traceback for errors.",
 }
 
 Command = typer.core.TyperCommand | typer.core.TyperGroup

@@ -19,7 +19,8 @@ from ipctool._click import ClickException
 from ipctool.errors import ExitCode, IpcError, describe, from_os_error
 
 DEBUG_ENV = "IPCTOOL_DEBUG"
-debug = bool(os.environ.get(DEBUG_ENV))
+DEBUG_ON = ("1", "true", "yes")  # any other value, 0 and false included, leaves it off
+debug = os.environ.get(DEBUG_ENV, "").lower() in DEBUG_ON
 
 
 # Settings of every typer app in ipctool, the top level and each mechanism's:
