@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import typer
 
 from ipctool._click import ClickException
-from ipctool.errors import ExitCode, IpcError, describe, from_os_error
+from ipctool.errors import ExitCode, IpcError, describe, from_os_error, printable
 
 DEBUG_ENV = "IPCTOOL_DEBUG"
 DEBUG_ON = ("1", "true", "yes")  # any other value, 0 and false included, leaves it off
@@ -58,7 +58,8 @@ def report_unexpected(mechanism: str | None, exc: BaseException) -> NoReturn:
 
         traceback.print_exception(exc)
     where = f"{mechanism}: " if mechanism else ""
-    fail(f"ipctool: {where}internal error: {describe(exc)} (--debug shows where)", ExitCode.FAILURE)
+    reason = printable(describe(exc))
+    fail(f"ipctool: {where}internal error: {reason} (--debug shows where)", ExitCode.FAILURE)
 
 
 def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:

@@ -24,3 +24,30 @@ def test_debug_on_values_show_a_traceback(value: str) -> None:
     result = run("msgq", "recv", "0x7e00fffe", env=env_with(IPCTOOL_DEBUG=value))
     assert result.code == 3
     assert "Traceback" in result.err
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("/no\nsuch", "/no\\nsuch"),
+        ("/tab\there", "/tab\\there"),
+        ("/esc\x1b[31mred", "/esc\\x1b[31mred"),
+        ("/c1\x9bcsi", "/c1\\x9bcsi"),
+        ("/back\\slash", "/back\\\\slash"),
+        ("1\x1b]0;title\x07", "1\\x1b]0;title\\x07"),
+        ("/bad\udcffbyte", "/bad\\xffbyte"),  # an undecodable byte on the command line
+    ],
+)
+def test_control_characters_in_a_target_stay_on_one_escaped_line(target: str, shown: str) -> None:
+    result = run("msgq", "recv", target)
+    assert result.code in (2, 3), result.err
+    assert_one_line_error(result, "msgq", result.code)
+    line = result.stderr.decode()
+    assert f": {shown}: " in line, line
+    assert not any(c < " " or "\x7f" <= c <= "\x9f" for c in line.rstrip("\n")), repr(line)
+
+
+def test_usage_errors_from_options_stay_on_one_line() -> None:
+    result = run("msgq", "recv", "0x7e00fffe", "--bogus\n\x1b[2J")
+    assert_one_line_error(result, "msgq", 2)
+    assert "\x1b" not in result.err and "--bogus\\x0a\\x1b[2J " in result.err
