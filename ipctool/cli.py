@@ -270,9 +270,13 @@ def run(args: list[str]) -> int:
 
 
 def main() -> None:
+    runner.name_stdout_failures()
     try:
         code = run(sys.argv[1:])
         runner.flush_stdout()
+    except IpcError as err:  # stdout failed in the final flush
+        sys.stderr.write(err.line(MechanismGroup.current) + "\n")
+        code = err.exit_code
     except BrokenPipeError:
         runner.silence_stdout()
         code = ExitCode.BROKEN_PIPE

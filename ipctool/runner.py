@@ -48,8 +48,56 @@ def silence_stdout() -> None:
 
 
 def flush_stdout() -> None:
-    if sys.stdout is not None:
+    if sys.stdout is not None and not stdout_failed():
         sys.stdout.flush()
+
+
+class NamedStdout:
+    """sys.stdout, whose failures name it: `ipctool: stdout: no space left on device`.
+
+    Help, --version, JSON and tables are written through sys.stdout by click,
+    rich and print_json alike; an OSError from there would otherwise be an
+    internal error that names nothing. A closed pipe stays BrokenPipeError (a
+    quiet exit 141).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _failed(self, err: OSError) -> BaseException:
+        self.failed = True
+        return err if isinstance(err, BrokenPipeError) else from_os_error("stdout", err)
+
+
+def name_stdout_failures() -> None:
+    if sys.stdout is not None and not isinstance(sys.stdout, NamedStdout):
+        sys.stdout = NamedStdout(sys.stdout)
+
+
+def stdout_failed() -> bool:
+    """Whether writing to stdout failed (and was reported): then nothing more is
+    flushed, and fd 1 points at /dev/null so the interpreter's own flush at exit
+    has nothing to complain about."""
+    if isinstance(sys.stdout, NamedStdout) and sys.stdout.failed:
+        silence_stdout()
+        return True
+    return False
 
 
 def report_unexpected(mechanism: str | None, exc: BaseException) -> NoReturn:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
-from ipctool.testing import assert_one_line_error, run
+from ipctool.testing import Result, assert_one_line_error, command, run
 
 
 def env_with(**extra: str) -> dict[str, str]:
@@ -51,3 +52,29 @@ def test_usage_errors_from_options_stay_on_one_line() -> None:
     result = run("msgq", "recv", "0x7e00fffe", "--bogus\n\x1b[2J")
     assert_one_line_error(result, "msgq", 2)
     assert "\x1b" not in result.err and "--bogus\\x0a\\x1b[2J " in result.err
+
+
+def into_dev_full(*args: str) -> Result:
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(command(*args), stdout=full, stderr=subprocess.PIPE, timeout=30)
+    return Result(done.returncode, b"", done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "mechanism"),
+    [
+        (["--help"], None),
+        (["--version"], None),
+        (["plugins", "--json"], None),
+        (["plugins"], None),
+        (["msgq", "--help"], "msgq"),
+        (["msgq", "send", "--help"], "msgq"),
+        (["msgq", "inspect", "--json"], "msgq"),
+        (["msgq", "inspect", "--limits", "--json"], "msgq"),
+        (["msgq", "inspect", "--limits"], "msgq"),
+    ],
+)
+def test_a_full_stdout_is_named_on_one_line(args: list[str], mechanism: str | None) -> None:
+    result = into_dev_full(*args)
+    where = f"ipctool: {mechanism}: " if mechanism else "ipctool: "
+    assert (result.code, result.err) == (1, f"{where}stdout: no space left on device\n")
