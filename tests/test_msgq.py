@@ -15,7 +15,7 @@ import pytest
 import sysv_ipc
 from conftest import run_as_nobody, sysv_keys_present
 
-from ipctool.testing import assert_one_line_error, command, run
+from ipctool.testing import Result, assert_one_line_error, command, run
 
 
 def ipcs_row(key: str) -> list[str] | None:
@@ -289,6 +289,25 @@ def test_usage_errors(args: list[str]) -> None:
 def test_recv_missing_queue_is_not_found() -> None:
     assert_one_line_error(run("msgq", "recv", "0x7e00fffe"), "msgq", 3)
     assert_one_line_error(run("msgq", "recv", "/ipctool-test-none"), "msgq", 3)
+
+
+def test_posix_queue_limits_are_named(posix_name: str) -> None:
+    """mq_open's EMFILE also means RLIMIT_MSGQUEUE; its ENOSPC means queues_max."""
+    limited = subprocess.run(
+        ["prlimit", "--msgqueue=100", *command("msgq", "send", posix_name, "--data", "x")],
+        capture_output=True,
+        check=False,
+    )
+    result = Result(limited.returncode, limited.stdout, limited.stderr)
+    assert_one_line_error(result, "msgq", 1)
+    assert "RLIMIT_MSGQUEUE" in result.err and "100 bytes" in result.err, result.err
+    assert "files open" not in result.err
+    full = in_fresh_ipc_namespace(
+        "echo 0 > /proc/sys/fs/mqueue/queues_max && "
+        "setpriv --reuid=nobody --regid=nogroup --clear-groups $IPCTOOL msgq send /q --data x"
+    )
+    assert full.returncode == 1 and full.stderr.count("\n") == 1, full.stderr
+    assert "queues_max (0)" in full.stderr, full.stderr
 
 
 def test_permission_denied_for_nobody(sysv_key: str, posix_name: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import posix_ipc
 
 from ipctool.api import (
+    IpcError,
     NotFound,
     PermissionDenied,
     WouldBlock,
@@ -65,6 +66,47 @@ def _errors(name: str, exc: Exception) -> Exception:
     return exc
 
 
+# posix_ipc turns mq_open's EMFILE and ENOSPC into these texts, without an errno
+_EMFILE_TEXT = "maximum number of files open"
+_ENOSPC_TEXT = "insufficient space for a new queue"
+
+
+def _open_error(name: str, exc: OSError, creating: bool) -> Exception:
+    """mq_open's errors, with the limit that was hit named.
+
+    EMFILE also means the user's RLIMIT_MSGQUEUE has no room for a new queue's
+    messages, and ENOSPC means queues_max: the C library's words say neither.
+    """
+    import errno
+
+    text = str(exc).lower()
+    if creating and (exc.errno == errno.EMFILE or _EMFILE_TEXT in text) and not _out_of_fds():
+        import resource
+
+        allowed = resource.getrlimit(resource.RLIMIT_MSGQUEUE)[0]
+        wanted = limits()
+        return IpcError(
+            name,
+            f"RLIMIT_MSGQUEUE (ulimit -q: {allowed} bytes for all of this user's POSIX "
+            f"queues) has no room for a queue of {wanted['msg_default']} messages of "
+            f"{wanted['msgsize_default']} bytes",
+        )
+    if exc.errno == errno.ENOSPC or _ENOSPC_TEXT in text:
+        return IpcError(
+            name,
+            f"queues_max ({limits()['queues_max']}) reached: the system takes no more "
+            f"POSIX queues ({SYSCTL}queues_max)",
+        )
+    return from_os_error(name, exc)
+
+
+def _out_of_fds() -> bool:
+    """Whether this process has as many descriptors open as RLIMIT_NOFILE allows."""
+    import resource
+
+    return len(os.listdir("/proc/self/fd")) >= resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 class PosixQueue:
     kind = "posix"
 
@@ -76,8 +118,8 @@ class PosixQueue:
             self.queue = self._open(create, mode, write)
         except (posix_ipc.ExistentialError, posix_ipc.PermissionsError) as exc:
             raise _errors(name, exc) from None
-        except OSError as exc:  # e.g. EMFILE: RLIMIT_MSGQUEUE or queues_max reached
-            raise from_os_error(name, exc) from None
+        except OSError as exc:  # e.g. RLIMIT_MSGQUEUE or queues_max reached
+            raise _open_error(name, exc, create) from None
         self.message_limit = self.queue.max_message_size
 
     def _open(self, create: bool, mode: int, write: bool) -> Any:
