@@ -291,6 +291,24 @@ def test_recv_missing_queue_is_not_found() -> None:
     assert_one_line_error(run("msgq", "recv", "/ipctool-test-none"), "msgq", 3)
 
 
+def test_sysv_send_needs_only_write_permission(sysv_key: str) -> None:
+    """msgsnd needs write permission only; reading the queue's size limit needs read."""
+    assert run("msgq", "send", sysv_key, "--mode", "0622", "--data", "root").code == 0
+    sent = run_as_nobody("msgq", "send", sysv_key, "--data", "nobody")
+    assert sent.code == 0, sent.err
+    too_big = run_as_nobody("msgq", "send", sysv_key, input=b"x" * 9000)
+    assert_one_line_error(too_big, "msgq", 7)  # msgmax still applies
+    got = run("msgq", "recv", sysv_key, "--count", "2", "--lines")
+    assert (got.code, got.stdout) == (0, b"root\nnobody\n")
+
+
+def test_sysv_send_to_a_queue_made_write_only(sysv_key: str) -> None:
+    made = run_as_nobody("msgq", "send", sysv_key, "--mode", "0200", "--data", "kept")
+    assert made.code == 0, made.err
+    assert ipcs_row(sysv_key)[3] == "200"
+    assert run("msgq", "recv", sysv_key).stdout == b"kept"
+
+
 def test_posix_queue_limits_are_named(posix_name: str) -> None:
     """mq_open's EMFILE also means RLIMIT_MSGQUEUE; its ENOSPC means queues_max."""
     limited = subprocess.run(

@@ -61,18 +61,28 @@ class SysvQueue:
     def __init__(self, key: int, *, create: bool = False, mode: int = 0o600) -> None:
         self.key = key
         self.label = format_key(key)
-        flags = sysv_ipc.IPC_CREAT if create else 0
         try:
-            # The receive buffer is sized to the system's largest message, so a
-            # message is never cut short (sysv_ipc's default is 2048 bytes).
-            self.queue = sysv_ipc.MessageQueue(
-                signed_key(key), flags, mode, max_message_size=msgmax()
-            )
+            self.queue = self._open(create, mode)
         except sysv_ipc.ExistentialError:
             raise NotFound(self.label, "no such queue") from None
         except sysv_ipc.PermissionsError:
             raise PermissionDenied(self.label, "permission denied") from None
-        self.message_limit = min(msgmax(), self._max_bytes())
+        self.message_limit = min(msgmax(), self._max_bytes() or msgmax())
+
+    def _open(self, create: bool, mode: int) -> Any:
+        # The receive buffer is sized to the system's largest message, so a
+        # message is never cut short (sysv_ipc's default is 2048 bytes).
+        size = msgmax()
+        if create:
+            try:
+                return sysv_ipc.MessageQueue(
+                    signed_key(self.key), sysv_ipc.IPC_CREX, mode, max_message_size=size
+                )
+            except sysv_ipc.ExistentialError:
+                pass  # it exists: use it as it is
+        # An existing queue is opened asking for no permission: msgget would refuse
+        # a write-only user who asked for read too; msgsnd and msgrcv check each.
+        return sysv_ipc.MessageQueue(signed_key(self.key), 0, 0, max_message_size=size)
 
     @classmethod
     def by_id(cls, queue_id: int) -> SysvQueue:
@@ -88,11 +98,13 @@ class SysvQueue:
         queue.queue = QueueById(queue_id, queue.message_limit)
         return queue
 
-    def _max_bytes(self) -> int:
+    def _max_bytes(self) -> int | None:
+        """msg_qbytes, or None for a sender without read permission: msgsnd needs
+        only write permission, but IPC_STAT needs read (msgmax still bounds a message)."""
         try:
             return self.queue.max_size
         except sysv_ipc.PermissionsError:
-            raise PermissionDenied(self.label, "permission denied") from None
+            return None
 
     def check_size(self, size: int) -> None:
         check_size(self.label, size, self.message_limit)
