@@ -88,25 +88,59 @@ def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
         yield chunk
 
 
+class Oversized(Exception):
+    """A message or record over the limit: what send must refuse.
+
+    cut: reading stopped once it passed the limit (size is a lower bound).
+    first: nothing was read before it, so nothing has been sent.
+    """
+
+    def __init__(self, size: int, *, cut: bool = False, first: bool = True) -> None:
+        super().__init__(size)
+        self.size, self.cut, self.first = size, cut, first
+
+
 def stdin_batches(framing: Framing, data: bytes | None, max_size: int) -> Iterator[list[bytes]]:
     """What send transmits, in batches of messages. `data` (--data) replaces stdin.
 
-    The whole framing reads at most max_size + 1 bytes: more cannot be sent.
+    A message or record over max_size raises Oversized once the ones before it
+    have been yielded. The whole framing reads at most max_size + 1 bytes.
     """
     if framing is Framing.WHOLE:
-        yield [read_all(limit=max_size) if data is None else data]
+        whole = read_all(limit=max_size) if data is None else data
+        if len(whole) > max_size:
+            raise Oversized(len(whole), cut=data is None)
+        yield [whole]
     elif framing is Framing.STREAM:
         if data is None:
             yield from ([chunk] for chunk in iter_chunks(max_size))
         else:
             yield [data[i : i + max_size] for i in range(0, len(data), max_size)]
-    elif data is None:
-        yield from iter_record_batches(framing.separator)
     else:
-        records = data.split(framing.separator)
-        if records[-1] == b"":
-            records.pop()
-        yield records
+        yield from _checked(_record_batches(framing, data), max_size)
+
+
+def _record_batches(framing: Framing, data: bytes | None) -> Iterator[list[bytes]]:
+    if data is None:
+        yield from iter_record_batches(framing.separator)
+        return
+    records = data.split(framing.separator)
+    if records[-1] == b"":
+        records.pop()
+    yield records
+
+
+def _checked(batches: Iterator[list[bytes]], max_size: int) -> Iterator[list[bytes]]:
+    """The batches up to the first record over max_size, then Oversized for it."""
+    first = True
+    for batch in batches:
+        if batch and max(map(len, batch)) > max_size:  # one pass in C, per batch
+            cut = next(i for i, record in enumerate(batch) if len(record) > max_size)
+            if cut:
+                yield batch[:cut]
+            raise Oversized(len(batch[cut]), first=first and not cut)
+        first = first and not batch
+        yield batch
 
 
 def stdin_records(framing: Framing, data: bytes | None, max_size: int) -> Iterator[bytes]:

@@ -551,6 +551,33 @@ def test_stdin_and_stdout_failures_are_named(sysv_key: str) -> None:
     assert done.stderr.decode().strip() == "ipctool: msgq: stdout: no space left on device"
 
 
+def queue_exists(target: str) -> bool:
+    if target.startswith("/"):
+        return run("msgq", "inspect", target, "--json").code != 3
+    return int(target, 16) in sysv_keys_present()
+
+
+@pytest.mark.parametrize("framing", [[], ["--lines"], ["--null"], ["--stream"]], ids=str)
+def test_closed_stdin_creates_nothing(sysv_key: str, posix_name: str, framing: list[str]) -> None:
+    for target in (sysv_key, posix_name):
+        shell = " ".join([*command("msgq", "send", target), *framing, "<&-"])
+        closed = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=30)
+        assert (closed.returncode, closed.stderr) == (
+            1,
+            b"ipctool: msgq: stdin: bad file descriptor\n",
+        )
+        assert not queue_exists(target), f"{target} was created"
+
+
+def test_record_over_the_limit_after_others(sysv_key: str) -> None:
+    data = b"first\nsecond\n" + b"x" * 100_000 + b"\nnever\n"
+    result = run("msgq", "send", sysv_key, "--lines", input=data)
+    assert_one_line_error(result, "msgq", 7)
+    assert "earlier records were sent" in result.err
+    got = run("msgq", "recv", sysv_key, "--lines", "--follow", "--nowait")
+    assert (got.code, got.stdout) == (0, b"first\nsecond\n")
+
+
 def test_messages_received_before_an_error_are_written() -> None:
     script = """
       $IPCTOOL msgq send 0x3001 --data small1 && $IPCTOOL msgq send 0x3001 --data small2 &&

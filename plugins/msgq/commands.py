@@ -32,7 +32,6 @@ from ipctool.api import (
     Stale,
     Stream,
     TimeoutOption,
-    TooLarge,
     UsageError,
     format_key,
     framing_from_flags,
@@ -41,12 +40,11 @@ from ipctool.api import (
     parse_sysv_key,
     print_json,
     print_table,
-    stdin_batches,
-    stdin_records,
+    recv_framing,
+    send_messages,
     write_messages,
     write_stream,
 )
-from ipctool_plugins.msgq.limits import check_size
 
 app = new_app(
     help="""Message queues: SysV (KEY in decimal or 0x-hex, or --id ID) and POSIX (/NAME).
@@ -208,27 +206,21 @@ def send(
     framing = framing_from_flags(lines, null, stream)
     where = resolve(target, queue_id)
     meta = message_meta(where, mtype, priority, sending=True)
-    payload = None if data is None else os.fsencode(data)  # bytes as typed, even non-UTF-8
-    terminator = b"\0" if cstring and framing is not Framing.STREAM else b""
-    queue = open_existing(where)
-    limit = queue.message_limit if queue else new_queue_limit(where)
-    if framing is Framing.WHOLE:  # too large: fail before creating or sending anything
-        whole = next(stdin_records(framing, payload, limit)) + terminator
-        check_size(where.label, len(whole), limit, new=queue is None, cut=payload is None)
-    queue = queue or open_queue(where, create=True, mode=mode, write=True)
-    put = queue.put
-    if framing is Framing.WHOLE:
-        put(whole, meta, nowait, timeout)
-        return
-    for batch in stdin_batches(framing, payload, limit):
-        for record in [r + terminator for r in batch] if terminator else batch:
-            try:
-                put(record, meta, nowait, timeout)
-            except TooLarge:  # a --lines/--null record: earlier ones went already
-                check_size(where.label, len(record), limit, whole=False)
-                raise
-    if framing is Framing.STREAM:
-        put(b"", meta, nowait, timeout)  # the end marker
+    existing = open_existing(where)
+
+    def create() -> Any:
+        queue = existing or open_queue(where, create=True, mode=mode, write=True)
+        return queue.sending(meta, nowait, timeout)
+
+    send_messages(
+        framing,
+        limit=existing.message_limit if existing else new_queue_limit(where),
+        create=create,
+        label=where.label,
+        data=None if data is None else os.fsencode(data),  # bytes as typed, even non-UTF-8
+        terminator=b"\0" if cstring else b"",
+        limit_of="the queue's" if existing else "a new queue's",
+    )
 
 
 @app.command()
@@ -276,13 +268,9 @@ def recv(
       ipctool msgq recv 12345 --stream > copy.tar
       ipctool msgq recv /jobs --create --follow &   # before any sender
     """
-    framing = framing_from_flags(lines, null, stream)
+    framing = recv_framing(lines, null, stream, count=count, follow=follow, as_json=as_json)
     where = resolve(target, queue_id)
     selector = message_meta(where, mtype, None, sending=False)
-    if framing is Framing.STREAM and (follow or as_json or count != 1):
-        raise UsageError(None, "--stream receives one whole stream; drop --count/--follow/--json")
-    if follow and count != 1:
-        raise UsageError(None, "--follow receives until stopped; --count N stops after N")
     if create and where.queue_id is not None:
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)

@@ -151,21 +151,27 @@ class PosixQueue:
     def check_size(self, size: int) -> None:
         check_size(self.label, size, self.message_limit)
 
-    def put(self, data: bytes, priority: int, nowait: bool, timeout: float | None) -> None:
+    def sending(self, priority: int, nowait: bool, timeout: float | None) -> PosixQueue:
+        """This queue as send's Outlet: messages of this priority, waiting as asked."""
+        self.priority, self.nowait, self.timeout = priority, nowait, timeout
+        return self
+
+    def put(self, data: bytes) -> None:
         try:
-            self.queue.send(data, 0, priority)  # the fast path: room in the queue
+            self.queue.send(data, 0, self.priority)  # the fast path: room in the queue
         except posix_ipc.BusyError:
-            if nowait:
+            if self.nowait:
                 raise WouldBlock(self.label, "queue is full") from None
-            self._put_blocking(data, priority, timeout)
+            self._put_blocking(data)
         except ValueError:
             self.check_size(len(data))
             raise
 
-    def _put_blocking(self, data: bytes, priority: int, timeout: float | None) -> None:
+    def _put_blocking(self, data: bytes) -> None:
+        priority = self.priority
         wait_for(
             lambda: self.queue.send(data, None, priority),
-            timeout=timeout,
+            timeout=self.timeout,
             obj=self.label,
             signaled=posix_ipc.SignalError,
         )

@@ -109,27 +109,33 @@ class SysvQueue:
     def check_size(self, size: int) -> None:
         check_size(self.label, size, self.message_limit)
 
-    def put(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
-        try:
-            self.queue.send(data, False, mtype)  # the fast path: room in the queue
-        except Exception:
-            self._put_slowly(data, mtype, nowait, timeout)
+    def sending(self, mtype: int, nowait: bool, timeout: float | None) -> SysvQueue:
+        """This queue as send's Outlet: messages of type mtype, waiting as asked."""
+        self.mtype, self.nowait, self.timeout = mtype, nowait, timeout
+        return self
 
-    def _put_slowly(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
+    def put(self, data: bytes) -> None:
+        try:
+            self.queue.send(data, False, self.mtype)  # the fast path: room in the queue
+        except Exception:
+            self._put_slowly(data)
+
+    def _put_slowly(self, data: bytes) -> None:
+        mtype = self.mtype
         self.check_size(len(data))  # msgsnd says only EINVAL for a message over msg_qbytes
         try:
             try:
                 self.queue.send(data, False, mtype)
                 return
             except sysv_ipc.BusyError:
-                if nowait:
+                if self.nowait:
                     raise WouldBlock(self.label, "queue is full") from None
             except ValueError:
                 self.check_size(len(data))
                 raise
             wait_for(
                 lambda: self.queue.send(data, True, mtype),
-                timeout=timeout,
+                timeout=self.timeout,
                 obj=self.label,
                 signaled=sysv_ipc.Error,
             )
