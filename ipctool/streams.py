@@ -66,20 +66,37 @@ def read_all(fd: int = STDIN, limit: int | None = None) -> bytes:
     return b"".join(parts)
 
 
-def iter_record_batches(separator: bytes, fd: int = STDIN) -> Iterator[list[bytes]]:
+def iter_record_batches(
+    separator: bytes, fd: int = STDIN, limit: int | None = None
+) -> Iterator[list[bytes]]:
     """Records of stdin without their separator, a batch per read, as soon as each
     is complete (a batch per read keeps the per-record cost to a list step).
 
-    A last record with no separator comes too; an empty stdin gives none.
+    A last record with no separator comes too; an empty stdin gives none. An
+    unfinished record is kept as the pieces it came in, and each read is searched
+    once, so a long record costs linear time; once it passes `limit`, Oversized
+    is raised without reading the rest (stdin may never end: /dev/zero).
     """
-    tail = b""
+    tail: list[bytes] = []  # the unfinished record
+    tail_size = 0
+    yielded = False
     while chunk := _read(fd, READ_CHUNK):
-        records = (tail + chunk).split(separator)
-        tail = records.pop()
-        if records:
-            yield records
+        records = chunk.split(separator)
+        if len(records) == 1:  # no separator: the unfinished record grows
+            tail.append(chunk)
+            tail_size += len(chunk)
+            if limit is not None and tail_size > limit:
+                raise Oversized(tail_size, cut=True, first=not yielded)
+            continue
+        if tail:
+            tail.append(records[0])
+            records[0] = b"".join(tail)
+        last = records.pop()
+        tail, tail_size = ([last], len(last)) if last else ([], 0)
+        yielded = True
+        yield records
     if tail:
-        yield [tail]
+        yield [b"".join(tail)]
 
 
 def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
@@ -100,29 +117,33 @@ class Oversized(Exception):
         self.size, self.cut, self.first = size, cut, first
 
 
-def stdin_batches(framing: Framing, data: bytes | None, max_size: int) -> Iterator[list[bytes]]:
+def stdin_batches(
+    framing: Framing, data: bytes | None, max_size: int, fd: int = STDIN
+) -> Iterator[list[bytes]]:
     """What send transmits, in batches of messages. `data` (--data) replaces stdin.
 
     A message or record over max_size raises Oversized once the ones before it
     have been yielded. The whole framing reads at most max_size + 1 bytes.
     """
     if framing is Framing.WHOLE:
-        whole = read_all(limit=max_size) if data is None else data
+        whole = read_all(fd, limit=max_size) if data is None else data
         if len(whole) > max_size:
             raise Oversized(len(whole), cut=data is None)
         yield [whole]
     elif framing is Framing.STREAM:
         if data is None:
-            yield from ([chunk] for chunk in iter_chunks(max_size))
+            yield from ([chunk] for chunk in iter_chunks(max_size, fd))
         else:
             yield [data[i : i + max_size] for i in range(0, len(data), max_size)]
     else:
-        yield from _checked(_record_batches(framing, data), max_size)
+        yield from _checked(_record_batches(framing, data, max_size, fd), max_size)
 
 
-def _record_batches(framing: Framing, data: bytes | None) -> Iterator[list[bytes]]:
+def _record_batches(
+    framing: Framing, data: bytes | None, max_size: int, fd: int
+) -> Iterator[list[bytes]]:
     if data is None:
-        yield from iter_record_batches(framing.separator)
+        yield from iter_record_batches(framing.separator, fd, limit=max_size)
         return
     records = data.split(framing.separator)
     if records[-1] == b"":

@@ -569,6 +569,41 @@ def test_closed_stdin_creates_nothing(sysv_key: str, posix_name: str, framing: l
         assert not queue_exists(target), f"{target} was created"
 
 
+def feed_until_refused(args: list[str], unit: bytes) -> tuple[Result, int]:
+    """Run ipctool with stdin a pipe fed `unit` over and over until ipctool stops
+    reading; returns its result and how many bytes it was given."""
+    proc = subprocess.Popen(
+        command(*args),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        bufsize=0,  # nothing is left in a buffer when ipctool stops reading
+    )
+    given = 0
+    block = unit * (65536 // len(unit))
+    with contextlib.suppress(BrokenPipeError):
+        while given < 1 << 30:  # a bound for the test only: ipctool must stop far earlier
+            proc.stdin.write(block)
+            given += len(block)
+        proc.stdin.close()
+    err = proc.stderr.read()
+    return Result(proc.wait(timeout=30), b"", err), given
+
+
+@pytest.mark.parametrize(("framing", "unit"), [("--lines", b"\0"), ("--null", b"y\n")])
+def test_endless_record_stops_at_the_limit(
+    sysv_key: str, posix_name: str, framing: str, unit: bytes
+) -> None:
+    """A record without its separator is refused once it passes the limit (exit 7),
+    having read about the limit, not all of stdin; the first record creates nothing."""
+    for target in (sysv_key, posix_name):
+        result, given = feed_until_refused(["msgq", "send", target, framing], unit)
+        assert_one_line_error(result, "msgq", 7)
+        assert "record" in result.err
+        assert given < 1 << 20, f"ipctool read {given} bytes of one endless record"
+        assert not queue_exists(target)
+
+
 def test_record_over_the_limit_after_others(sysv_key: str) -> None:
     data = b"first\nsecond\n" + b"x" * 100_000 + b"\nnever\n"
     result = run("msgq", "send", sysv_key, "--lines", input=data)
