@@ -32,7 +32,15 @@ if TYPE_CHECKING:
         WouldBlock,
         from_os_error,
     )
-    from ipctool.messages import Outlet, recv_framing, send_messages, too_large
+    from ipctool.messages import (
+        Inbox,
+        Message,
+        Outlet,
+        receive,
+        recv_framing,
+        send_messages,
+        too_large,
+    )
     from ipctool.options import (
         Count,
         CString,
@@ -55,8 +63,6 @@ if TYPE_CHECKING:
         Framing,
         RecordWriter,
         framing_from_flags,
-        write_messages,
-        write_stream,
     )
     from ipctool.system import (
         idle_seconds,
@@ -87,6 +93,7 @@ _LAZY = {
     **dict.fromkeys(
         [
             "ExitCode",
+            "Inbox",
             "IpcError",
             "NotFound",
             "PermissionDenied",
@@ -119,15 +126,16 @@ _LAZY = {
         ],
         "ipctool.options",
     ),
-    **dict.fromkeys(["Outlet", "recv_framing", "send_messages", "too_large"], "ipctool.messages"),
+    **dict.fromkeys(
+        ["Inbox", "Message", "Outlet", "receive", "recv_framing", "send_messages", "too_large"],
+        "ipctool.messages",
+    ),
     **dict.fromkeys(["data_fields", "json_line", "print_json", "print_table"], "ipctool.output"),
     **dict.fromkeys(
         [
             "Framing",
             "RecordWriter",
             "framing_from_flags",
-            "write_messages",
-            "write_stream",
         ],
         "ipctool.streams",
     ),
@@ -172,10 +180,12 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "Follow",
     "Force",
     "Framing",
+    "Inbox",
     "IpcError",
     "Json",
     "Lines",
     "Mechanism",
+    "Message",
     "Mode",
     "NotFound",
     "Nowait",
@@ -213,14 +223,13 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "print_table",
     "read_sysctl",
     "read_table",
+    "receive",
     "recv_framing",
     "send_messages",
     "signed_key",
     "too_large",
     "user_name",
     "wait_for",
-    "write_messages",
-    "write_stream",
 ]
 
 

@@ -1,4 +1,4 @@
-"""What every message mechanism shares: send's loop, and recv's flag rules.
+"""What every message mechanism shares: send's and recv's loops, and recv's flag rules.
 
 A message mechanism (msgq today; UDP, unix datagram sockets and redis later)
 keeps only what is its own: naming and opening its object, and putting one
@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ipctool.errors import TooLarge, UsageError
+from ipctool.errors import IpcError, Timeout, TooLarge, UsageError, WouldBlock
 from ipctool.streams import Framing, Oversized, stdin_batches
+
+if TYPE_CHECKING:
+    from ipctool.streams import RecordWriter
 
 
 class Outlet(Protocol):
@@ -120,3 +123,154 @@ def recv_framing(
     if follow and count != 1:
         raise UsageError(None, "--follow receives until stopped; --count N stops after N")
     return framing
+
+
+Message = tuple[bytes, Any]  # the data and what the mechanism tells with it (type, priority)
+
+
+class Inbox(Protocol):
+    """What recv's loops take messages from: a mechanism's open object."""
+
+    label: str
+
+    def poller(self, channel: int | None = None) -> tuple[Callable[[], Message], Empty]:
+        """The library's own non-blocking receive of the selected messages, and what
+        it raises when none is waiting. recv calls it once per message, with nothing
+        in Python between, so it must be the C function itself (functools.partial).
+        Its other errors go through translate()."""
+
+    def wait(self, channel: int | None, timeout: float | None) -> Message:
+        """Block for one message for up to `timeout` seconds (None: no limit) and
+        raise Timeout after; recv polls first, so none is waiting now."""
+
+    def recover(self, exc: BaseException) -> bool:
+        """A receive failed with `exc`: True if it may be tried again now (a receive
+        buffer sized before msgmax was raised has grown, say)."""
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """The library's exception as an ipctool error naming the object."""
+
+
+Empty = type[BaseException] | tuple[type[BaseException], ...]
+BATCH = 1024  # messages gathered before one write: bounded, so output keeps flowing
+
+
+def receive(
+    inbox: Inbox,
+    framing: Framing,
+    *,
+    count: int = 1,
+    follow: bool = False,
+    nowait: bool = False,
+    timeout: float | None = None,
+    as_json: bool = False,
+    cstring: bool = False,
+    meta_key: str | None = None,
+) -> None:
+    """recv for any message mechanism: messages from `inbox` to stdout in `framing`.
+
+    `count` messages, or with `follow` all until --timeout seconds pass without
+    one (then exit 0) or Ctrl-C; --stream: one whole stream. nowait: never wait
+    (WouldBlock, exit 5; with follow, stop quietly once nothing is waiting).
+    With as_json, each message is one JSON line with `meta_key` holding its meta.
+    """
+    from ipctool.streams import RecordWriter
+
+    writer = RecordWriter(framing, cstring)
+    if framing is Framing.STREAM:
+        _receive_stream(inbox, writer, nowait, timeout)
+    else:
+        _receive_messages(inbox, writer, count, follow, nowait, timeout, as_json, meta_key)
+
+
+def _waiter(inbox: Inbox, nowait: bool, timeout: float | None) -> Callable[[], Message]:
+    def wait() -> Message:
+        if nowait:
+            raise WouldBlock(inbox.label, "no message")
+        return inbox.wait(None, timeout)
+
+    return wait
+
+
+def _receive_messages(
+    inbox: Inbox,
+    writer: RecordWriter,
+    count: int,
+    follow: bool,
+    nowait: bool,
+    timeout: float | None,
+    as_json: bool,
+    meta_key: str | None,
+) -> None:
+    from ipctool.waiting import interrupts_deferred
+
+    emit = writer.write_json_many if as_json else writer.write_many
+    poll, empty = inbox.poller()
+    wait = _waiter(inbox, nowait, timeout)
+    remaining = -1 if follow else count
+    while remaining:
+        failure: BaseException | None = None
+        with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
+            batch: list[Message] = []
+            append = batch.append
+            try:
+                while remaining and len(batch) < BATCH:
+                    append(poll())
+                    remaining -= 1
+            except empty:
+                pass
+            except Exception as exc:  # the batch so far still goes out first
+                failure = exc
+            if batch:
+                emit(batch, meta_key)
+            elif failure is None:
+                writer.flush()
+                try:
+                    message = wait()
+                except (Timeout, WouldBlock):
+                    if follow:
+                        break
+                    raise
+                except IpcError:
+                    raise
+                except Exception as exc:
+                    failure = exc
+                else:
+                    emit([message], meta_key)
+                    remaining -= 1
+        if failure is not None:
+            writer.flush()  # what came before the failure is written first
+            if not inbox.recover(failure):
+                raise inbox.translate(failure) from None
+            poll, empty = inbox.poller()
+    writer.flush()
+
+
+def _receive_stream(
+    inbox: Inbox, writer: RecordWriter, nowait: bool, timeout: float | None
+) -> None:
+    """Message bodies back to back until an empty one, the end marker."""
+    from ipctool.waiting import interrupts_deferred
+
+    poll, empty = inbox.poller()
+    wait = _waiter(inbox, nowait, timeout)
+    while True:
+        with interrupts_deferred():  # a piece taken from the kernel is written first
+            try:
+                try:
+                    message = poll()
+                except empty:
+                    writer.flush()
+                    message = wait()
+            except IpcError:
+                raise
+            except Exception as exc:
+                writer.flush()
+                if not inbox.recover(exc):
+                    raise inbox.translate(exc) from None
+                poll, empty = inbox.poller()
+                continue
+            if not message[0]:
+                break
+            writer.write_raw(message[0])
+    writer.flush()

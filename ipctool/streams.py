@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
@@ -221,83 +221,3 @@ class RecordWriter:
 def _stdout_error(err: OSError) -> BaseException:
     """A closed pipe stays BrokenPipeError (a quiet exit); others name stdout."""
     return err if isinstance(err, BrokenPipeError) else from_os_error("stdout", err)
-
-
-BATCH = 1024  # messages gathered before one write: bounded, so output keeps flowing
-
-
-def write_messages(
-    poll: Callable[[], tuple[bytes, Any]],
-    empty: type[BaseException] | tuple[type[BaseException], ...],
-    wait: Callable[[], tuple[bytes, Any]],
-    writer: RecordWriter,
-    *,
-    count: int = 1,
-    follow: bool = False,
-    meta_key: str | None = None,
-    as_json: bool = False,
-) -> None:
-    """recv for any message mechanism: `count` messages, or all until idle with `follow`.
-
-    poll() returns a (data, meta) waiting now, or raises `empty`; it is called
-    once per message, so it should be the library's own non-blocking receive.
-    wait() blocks for one and raises Timeout or WouldBlock, which end a
-    --follow quietly. Messages already waiting go out together in one write;
-    output is flushed before every wait, so a reader sees each message at once.
-    With as_json, each message is one JSON line with `meta_key` holding its meta.
-    """
-    from ipctool.errors import Timeout, WouldBlock
-    from ipctool.waiting import interrupts_deferred
-
-    emit = writer.write_json_many if as_json else writer.write_many
-    remaining = -1 if follow else count
-    while remaining:
-        with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
-            batch: list[tuple[bytes, Any]] = []
-            append = batch.append
-            try:
-                while remaining and len(batch) < BATCH:
-                    append(poll())
-                    remaining -= 1
-            except empty:
-                pass
-            finally:  # also when poll fails: the batch so far still goes out
-                if batch:
-                    emit(batch, meta_key)
-            if batch:
-                continue
-            writer.flush()
-            try:
-                message = wait()
-            except (Timeout, WouldBlock):
-                if follow:
-                    break
-                raise
-            emit([message], meta_key)
-            remaining -= 1
-    writer.flush()
-
-
-def write_stream(
-    poll: Callable[[], tuple[bytes, Any]],
-    empty: type[BaseException] | tuple[type[BaseException], ...],
-    wait: Callable[[], tuple[bytes, Any]],
-    writer: RecordWriter,
-) -> None:
-    """recv --stream: message bodies back to back until an empty one, the end marker.
-
-    poll, empty and wait as for write_messages.
-    """
-    from ipctool.waiting import interrupts_deferred
-
-    while True:
-        with interrupts_deferred():  # a piece taken from the kernel is written first
-            try:
-                message = poll()
-            except empty:
-                writer.flush()
-                message = wait()
-            if not message[0]:
-                break
-            writer.write_raw(message[0])
-    writer.flush()

@@ -626,6 +626,32 @@ def test_messages_received_before_an_error_are_written() -> None:
     assert "larger than msgmax" in done.stderr
 
 
+def test_follow_receiver_grows_its_buffer_when_msgmax_is_raised() -> None:
+    """A receiver sizes its buffer to msgmax when it starts; a larger message sent
+    after msgmax was raised is received whole, not refused as too large."""
+    script = """
+      $IPCTOOL msgq send 0x3002 --data small || exit 1
+      $IPCTOOL msgq recv 0x3002 --follow --timeout 30 > out &
+      receiver=$!
+      until [ -s out ]; do sleep 0.01; done   # it has started: "small" arrived
+      echo 65536 > /proc/sys/kernel/msgmax
+      echo 65536 > /proc/sys/kernel/msgmnb
+      $PYTHON -c "$GROW" && head -c 12000 /dev/urandom > big && $IPCTOOL msgq send 0x3002 < big
+      $IPCTOOL msgq send 0x3002 --data end || exit 1
+      until [ $(wc -c < out) -ge 12008 ]; do
+        kill -0 $receiver 2>/dev/null || { wait $receiver; echo "receiver exit $?"; exit 1; }
+        sleep 0.01
+      done
+      kill $receiver; wait $receiver  # a background job ignores SIGINT: TERM ends it
+      { printf small; cat big; printf end; } | cmp - out && echo same
+    """
+    grow = "import sysv_ipc; sysv_ipc.MessageQueue(0x3002).max_size = 65536"  # msg_qbytes
+    done = in_fresh_ipc_namespace(
+        f"PYTHON={sys.executable}; GROW='{grow}'; cd $(mktemp -d); {script}"
+    )
+    assert done.stdout == "same\n", (done.stdout, done.stderr)
+
+
 def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path) -> None:
     sent = [f"{i:06d}" for i in range(300_000)]  # about 0.5 s of traffic to interrupt
     for trial, delay in enumerate((0.2, 0.35)):

@@ -4,7 +4,6 @@ No `from __future__ import annotations` here: typer would then resolve every
 annotation from a string when it builds a verb, which costs start-up time.
 """
 
-import functools
 import os
 from typing import Annotated, Any
 
@@ -18,7 +17,6 @@ from ipctool.api import (
     DryRun,
     Follow,
     Force,
-    Framing,
     Json,
     Lines,
     Mode,
@@ -27,7 +25,6 @@ from ipctool.api import (
     Null,
     OlderThan,
     PermissionDenied,
-    RecordWriter,
     Refused,
     Stale,
     Stream,
@@ -40,10 +37,9 @@ from ipctool.api import (
     parse_sysv_key,
     print_json,
     print_table,
+    receive,
     recv_framing,
     send_messages,
-    write_messages,
-    write_stream,
 )
 
 app = new_app(
@@ -274,25 +270,17 @@ def recv(
     if create and where.queue_id is not None:
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
-    writer = RecordWriter(framing, cstring)
-    wait = functools.partial(queue.wait, selector, nowait, timeout)
-    poll, empty = queue.poller(selector)
-    try:
-        if framing is Framing.STREAM:
-            write_stream(poll, empty, wait, writer)
-        else:
-            write_messages(
-                poll,
-                empty,
-                wait,
-                writer,
-                count=count,
-                follow=follow,
-                meta_key="priority" if where.posix else "type",
-                as_json=as_json,
-            )
-    except Exception as exc:  # the library's own errors, from the direct poll
-        raise queue.translate(exc) from None
+    receive(
+        queue.receiving(selector),
+        framing,
+        count=count,
+        follow=follow,
+        nowait=nowait,
+        timeout=timeout,
+        as_json=as_json,
+        cstring=cstring,
+        meta_key="priority" if where.posix else "type",
+    )
 
 
 def all_records() -> list[dict[str, Any]]:

@@ -176,17 +176,16 @@ class PosixQueue:
             signaled=posix_ipc.SignalError,
         )
 
-    def poller(self, _selector: int = 0) -> tuple[Any, type[BaseException]]:
+    def receiving(self, _selector: int = 0) -> PosixQueue:
+        """This queue as recv's Inbox (the kernel gives the highest priority first)."""
+        return self
+
+    def poller(self, _channel: int | None = None) -> tuple[Any, type[BaseException]]:
         """posix_ipc's own non-blocking receive and what it raises on an empty queue."""
         return functools.partial(self.queue.receive, 0), posix_ipc.BusyError
 
-    def translate(self, exc: BaseException) -> BaseException:
-        return _errors(self.label, exc) if isinstance(exc, posix_ipc.Error) else exc
-
-    def wait(self, _selector: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
+    def wait(self, _channel: int | None, timeout: float | None) -> tuple[bytes, int]:
         """Block for a message; callers poll() first, so none is waiting now."""
-        if nowait:
-            raise WouldBlock(self.label, "no message")
         return wait_for(
             lambda: self.queue.receive(None),
             timeout=timeout,
@@ -194,6 +193,12 @@ class PosixQueue:
             signaled=posix_ipc.SignalError,
             watch_stdout=True,
         )
+
+    def recover(self, _exc: BaseException) -> bool:
+        return False  # the buffer is mq_msgsize, which cannot change for an open queue
+
+    def translate(self, exc: BaseException) -> BaseException:
+        return _errors(self.label, exc) if isinstance(exc, posix_ipc.Error) else exc
 
 
 def _record(name: str, st: os.stat_result, queue: Any | None) -> dict[str, Any]:

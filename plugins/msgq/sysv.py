@@ -72,7 +72,7 @@ class SysvQueue:
     def _open(self, create: bool, mode: int) -> Any:
         # The receive buffer is sized to the system's largest message, so a
         # message is never cut short (sysv_ipc's default is 2048 bytes).
-        size = msgmax()
+        size = self.buffer_size = msgmax()
         if create:
             try:
                 return sysv_ipc.MessageQueue(
@@ -94,7 +94,7 @@ class SysvQueue:
         queue.key, queue.label = None, f"id {queue_id}"
         # A message over msg_qbytes would block forever: the limit is the smaller.
         room = queue_bytes(queue_id, int(row["qnum"])) or msgmax()
-        queue.message_limit = min(msgmax(), room)
+        queue.message_limit = queue.buffer_size = min(msgmax(), room)
         queue.queue = QueueById(queue_id, queue.message_limit)
         return queue
 
@@ -142,25 +142,44 @@ class SysvQueue:
         except (sysv_ipc.Error, OSError) as exc:
             raise self.translate(exc) from None
 
-    def poller(self, mtype: int) -> tuple[Any, type[BaseException]]:
+    def receiving(self, mtype: int) -> SysvQueue:
+        """This queue as recv's Inbox, selecting messages by type as msgrcv does."""
+        self.selector = mtype
+        return self
+
+    def poller(self, channel: int | None = None) -> tuple[Any, type[BaseException]]:
         """sysv_ipc's own non-blocking receive, and what it raises on an empty queue:
         recv's loops call it directly (errors go through translate())."""
+        mtype = self.selector if channel is None else channel
         return functools.partial(self.queue.receive, False, mtype), sysv_ipc.BusyError
 
-    def wait(self, mtype: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
+    def wait(self, channel: int | None, timeout: float | None) -> tuple[bytes, int]:
         """Block for a message; callers poll() first, so none is waiting now."""
-        if nowait:
-            raise WouldBlock(self.label, "no message")
-        try:
-            return wait_for(
-                lambda: self.queue.receive(True, mtype),
-                timeout=timeout,
-                obj=self.label,
-                signaled=sysv_ipc.Error,
-                watch_stdout=True,
-            )
-        except (sysv_ipc.Error, OSError) as exc:
-            raise self.translate(exc) from None
+        mtype = self.selector if channel is None else channel
+        return wait_for(
+            lambda: self.queue.receive(True, mtype),
+            timeout=timeout,
+            obj=self.label,
+            signaled=sysv_ipc.Error,
+            watch_stdout=True,
+        )
+
+    def recover(self, exc: BaseException) -> bool:
+        """E2BIG: a message larger than the receive buffer, which was sized to msgmax
+        when the queue was opened. If msgmax has grown since, so does the buffer."""
+        if not (isinstance(exc, OSError) and exc.errno == errno.E2BIG):
+            return False
+        size = msgmax()
+        if size <= self.buffer_size:
+            return False  # the message is larger than msgmax is now: translate() says so
+        if self.key is None:
+            from ipctool_plugins.msgq.byid import QueueById
+
+            self.queue = QueueById(self.queue.id, size)
+        else:
+            self.queue = sysv_ipc.MessageQueue(signed_key(self.key), 0, 0, max_message_size=size)
+        self.buffer_size = size
+        return True
 
     def translate(self, exc: BaseException) -> BaseException:
         """sysv_ipc's errors as ipctool's, with this queue named; others as they are."""
