@@ -18,8 +18,17 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ipctool.errors import IpcError, Timeout, TooLarge, UsageError, WouldBlock
-from ipctool.streams import Framing, Oversized, stdin_batches
+from ipctool.errors import (
+    ExitCode,
+    IpcError,
+    Timeout,
+    TooLarge,
+    UsageError,
+    WouldBlock,
+    describe,
+    from_os_error,
+)
+from ipctool.streams import Framing, Oversized, WriteFailed, stdin_batches
 
 if TYPE_CHECKING:
     from ipctool.streams import RecordWriter
@@ -147,6 +156,10 @@ class Inbox(Protocol):
         """A receive failed with `exc`: True if it may be tried again now (a receive
         buffer sized before msgmax was raised has grown, say)."""
 
+    def put_back(self, messages: list[Message]) -> None:
+        """Messages taken but not written: send them again, in order (they come
+        after whatever arrived since). Raise if they cannot go back."""
+
     def translate(self, exc: BaseException) -> BaseException:
         """The library's exception as an ipctool error naming the object."""
 
@@ -173,14 +186,21 @@ def receive(
     one (then exit 0) or Ctrl-C; --stream: one whole stream. nowait: never wait
     (WouldBlock, exit 5; with follow, stop quietly once nothing is waiting).
     With as_json, each message is one JSON line with `meta_key` holding its meta.
+
+    A message leaves the kernel only to be written at once: a write that fails
+    (a full disk, a closed pipe) puts what it did not write back into the
+    object (Inbox.put_back, at the end) and says so. Into a pipe, recv takes
+    one message at a time and the next only once the reader has read the pipe
+    empty (RecordWriter.wait_read), so a reader that leaves (`| head -1`)
+    takes only what it read.
     """
     from ipctool.streams import RecordWriter
 
-    writer = RecordWriter(framing, cstring)
+    writer = RecordWriter(framing, cstring, as_json=as_json, meta_key=meta_key)
     if framing is Framing.STREAM:
         _receive_stream(inbox, writer, nowait, timeout)
     else:
-        _receive_messages(inbox, writer, count, follow, nowait, timeout, as_json, meta_key)
+        _receive_messages(inbox, writer, count, follow, nowait, timeout)
 
 
 def _waiter(inbox: Inbox, nowait: bool, timeout: float | None) -> Callable[[], Message]:
@@ -199,14 +219,12 @@ def _receive_messages(
     follow: bool,
     nowait: bool,
     timeout: float | None,
-    as_json: bool,
-    meta_key: str | None,
 ) -> None:
     from ipctool.waiting import interrupts_deferred
 
-    emit = writer.write_json_many if as_json else writer.write_many
     poll, empty = inbox.poller()
     wait = _waiter(inbox, nowait, timeout)
+    most = 1 if writer.pipe else BATCH
     remaining = -1 if follow else count
     while remaining:
         failure: BaseException | None = None
@@ -214,19 +232,16 @@ def _receive_messages(
             batch: list[Message] = []
             append = batch.append
             try:
-                while remaining and len(batch) < BATCH:
+                while remaining and len(batch) < most:
                     append(poll())
                     remaining -= 1
             except empty:
                 pass
             except Exception as exc:  # the batch so far still goes out first
                 failure = exc
-            if batch:
-                emit(batch, meta_key)
-            elif failure is None:
-                writer.flush()
+            if not batch and failure is None:
                 try:
-                    message = wait()
+                    batch = [wait()]
                 except (Timeout, WouldBlock):
                     if follow:
                         break
@@ -236,14 +251,53 @@ def _receive_messages(
                 except Exception as exc:
                     failure = exc
                 else:
-                    emit([message], meta_key)
                     remaining -= 1
+            if batch:
+                _deliver(inbox, writer, batch)
         if failure is not None:
-            writer.flush()  # what came before the failure is written first
             if not inbox.recover(failure):
                 raise inbox.translate(failure) from None
             poll, empty = inbox.poller()
-    writer.flush()
+        elif writer.pipe and remaining:  # outside the deferral: Ctrl-C ends this wait
+            try:
+                writer.wait_read()
+            except WriteFailed as failed:
+                raise _write_failure(inbox, failed) from None
+
+
+def _deliver(inbox: Inbox, writer: RecordWriter, batch: list[Message]) -> None:
+    try:
+        writer.write_messages(batch)
+    except WriteFailed as failed:
+        raise _write_failure(inbox, failed) from None
+
+
+class _ReaderGone(IpcError):
+    exit_code = ExitCode.BROKEN_PIPE
+
+
+def _write_failure(inbox: Inbox, failed: WriteFailed) -> BaseException:
+    """The error a failed write ends recv with, once the messages it did not write
+    are back in the object (or said to be lost). A reader that went away is a
+    quiet exit 141, unless messages were lost."""
+    count = len(failed.unwritten)
+    some = f"{count} message{'s' * (count != 1)}"
+    note = ""
+    if count:
+        try:
+            inbox.put_back(failed.unwritten)
+            note = f"; {some} not written put back in {inbox.label} (at the end)"
+        except Exception as exc:
+            error = exc if isinstance(exc, IpcError) else inbox.translate(exc)
+            reason = error.reason if isinstance(error, IpcError) else describe(error)
+            note = f"; {some} taken from {inbox.label} could not be put back ({reason}): lost"
+    if isinstance(failed.error, BrokenPipeError):
+        if note.endswith("lost"):
+            return _ReaderGone("stdout", "the reader went away" + note)
+        return failed.error
+    error = from_os_error("stdout", failed.error)
+    error.reason += note
+    return error
 
 
 def _receive_stream(
@@ -260,12 +314,10 @@ def _receive_stream(
                 try:
                     message = poll()
                 except empty:
-                    writer.flush()
                     message = wait()
             except IpcError:
                 raise
             except Exception as exc:
-                writer.flush()
                 if not inbox.recover(exc):
                     raise inbox.translate(exc) from None
                 poll, empty = inbox.poller()
@@ -273,4 +325,3 @@ def _receive_stream(
             if not message[0]:
                 break
             writer.write_raw(message[0])
-    writer.flush()

@@ -10,8 +10,10 @@ Framings (send splits stdin, recv joins messages back):
 
 from __future__ import annotations
 
-import io
+import errno
 import os
+import stat
+import time
 from collections.abc import Iterator
 from enum import Enum
 from typing import Any
@@ -170,52 +172,157 @@ def stdin_records(framing: Framing, data: bytes | None, max_size: int) -> Iterat
         yield from batch
 
 
-class RecordWriter:
-    """Writes received messages to stdout in a framing, through one reused buffer.
+class WriteFailed(Exception):
+    """Writing to stdout failed: `error` says why, `unwritten` are the messages of
+    the batch that did not get out whole (or that the reader left unread)."""
 
-    Call `flush()` before waiting for the next message, so a reader sees each
-    message at once while bursts still leave in large writes.
+    def __init__(self, error: OSError, unwritten: list[tuple[bytes, Any]]) -> None:
+        super().__init__(error)
+        self.error, self.unwritten = error, unwritten
+
+
+class RecordWriter:
+    """Writes received messages to stdout in a framing, a batch in one write.
+
+    Writes go straight to fd 1: no buffer holds a message that has left the
+    kernel, so a failed write knows exactly which messages did not get out
+    (WriteFailed), and recv can put them back.
+
+    When stdout is a pipe, its reader may leave at any time and take with it
+    what it has not read. recv then takes one message at a time and, before
+    taking the next, waits until the reader has read the pipe empty
+    (wait_read); the pipe is shrunk to one page, so that poll() says exactly
+    that. If the reader leaves instead, what it left unread is known (FIONREAD
+    on our end still counts it) and goes back.
     """
 
-    def __init__(self, framing: Framing, cstring: bool = False, fd: int = STDOUT) -> None:
+    def __init__(
+        self,
+        framing: Framing,
+        cstring: bool = False,
+        fd: int = STDOUT,
+        *,
+        as_json: bool = False,
+        meta_key: str | None = None,
+    ) -> None:
         try:
-            raw = io.FileIO(fd, "wb", closefd=False)
+            mode = os.fstat(fd).st_mode
         except OSError as err:  # stdout closed (>&-)
             raise _stdout_error(err) from None
-        self.out = io.BufferedWriter(raw, buffer_size=1 << 16)
+        self.fd = fd
         self.terminator = framing.separator
         self.cstring = cstring
+        self.as_json, self.meta_key = as_json, meta_key or "meta"
+        self.pipe = stat.S_ISFIFO(mode)
+        self.one_page = self.pipe and _shrink_pipe(fd)
+        self.last: list[tuple[bytes, Any]] = []  # the last batch, until it has been read
+        self.poller: Any = None
 
     def cut(self, message: bytes) -> bytes:
         """The message as --cstring shows it: up to its first NUL."""
         return message.split(b"\0", 1)[0] if self.cstring else message
 
-    def write_many(self, messages: list[tuple[bytes, Any]], _meta_key: Any = None) -> None:
-        """Several (data, meta) messages in one write, each framed as write() frames it."""
-        bodies = [self.cut(m[0]) for m in messages] if self.cstring else [m[0] for m in messages]
-        if self.terminator:
-            bodies.append(b"")  # join puts a terminator after every body
-        self.write_raw(self.terminator.join(bodies))
+    def framed(self, messages: list[tuple[bytes, Any]]) -> list[bytes]:
+        """Each (data, meta) message as it goes to stdout."""
+        if self.as_json:
+            from ipctool.output import data_fields, json_line
 
-    def write_json_many(self, messages: list[tuple[bytes, Any]], meta_key: str | None) -> None:
-        from ipctool.output import data_fields, json_line
+            key = self.meta_key
+            return [json_line({key: m[1], **data_fields(self.cut(m[0]))}) for m in messages]
+        return [self.cut(m[0]) + self.terminator for m in messages]
 
-        key = meta_key or "meta"
-        self.write_raw(
-            b"".join(json_line({key: m[1], **data_fields(self.cut(m[0]))}) for m in messages)
-        )
+    def write_messages(self, messages: list[tuple[bytes, Any]]) -> None:
+        """Several messages in one write, each framed; WriteFailed if it fails."""
+        if self.as_json or self.cstring:
+            data = b"".join(self.framed(messages))
+        else:  # the common case without a copy per message
+            bodies = [m[0] for m in messages]
+            if self.terminator:
+                bodies.append(b"")  # join puts a terminator after every body
+            data = self.terminator.join(bodies)
+        done = self._write(data)
+        if done < len(data):
+            raise WriteFailed(self.error, self._after(messages, done))
+        self.last = messages
+
+    def _write(self, data: bytes) -> int:
+        """Write all of data; how much went out (less when self.error says why)."""
+        done, size = 0, len(data)
+        view = memoryview(data)
+        while done < size:
+            try:
+                done += os.write(self.fd, view[done:])
+            except OSError as err:
+                self.error = err
+                break
+        return done
+
+    def _after(self, messages: list[tuple[bytes, Any]], done: int) -> list[tuple[bytes, Any]]:
+        """The messages not wholly written when `done` bytes of them were."""
+        end = 0
+        for i, framed in enumerate(self.framed(messages)):
+            end += len(framed)
+            if end > done:
+                return messages[i:]
+        return []
 
     def write_raw(self, data: bytes) -> None:
-        try:
-            self.out.write(data)
-        except OSError as err:
-            raise _stdout_error(err) from None
+        """Bytes as they are (stream pieces)."""
+        if self._write(data) < len(data):
+            raise _stdout_error(self.error) from None
 
-    def flush(self) -> None:
-        try:
-            self.out.flush()
-        except OSError as err:
-            raise _stdout_error(err) from None
+    def wait_read(self) -> None:
+        """For a pipe: return once its reader has read all that was written. If the
+        reader has left instead, raise WriteFailed with the messages it left unread."""
+        import select
+
+        if self.poller is None:
+            self.poller = select.poll()
+            self.poller.register(self.fd, select.POLLOUT)
+        while True:
+            events = self.poller.poll()[0][1]  # a Ctrl-C ends the wait (KeyboardInterrupt)
+            if events & (select.POLLERR | select.POLLHUP):
+                unread = self._before(_unread(self.fd))
+                raise WriteFailed(BrokenPipeError(errno.EPIPE, "broken pipe"), unread)
+            if self.one_page or not _unread(self.fd):
+                return
+            time.sleep(0.001)  # the pipe kept its size: POLLOUT says only "not full"
+
+    def _before(self, unread: int) -> list[tuple[bytes, Any]]:
+        """The messages of the last batch that the `unread` bytes at the end belong to."""
+        if unread <= 0:
+            return []
+        framed, tail = self.framed(self.last), 0
+        for i in range(len(framed) - 1, -1, -1):
+            tail += len(framed[i])
+            if tail >= unread:
+                return self.last[i:]
+        return self.last
+
+
+def _shrink_pipe(fd: int) -> bool:
+    """Make the pipe one page, so that poll() says POLLOUT only once it is empty."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, os.sysconf("SC_PAGE_SIZE"))
+    except OSError:  # e.g. EBUSY: more than a page waits in it now
+        return False
+    return True
+
+
+def _unread(fd: int) -> int:
+    """Bytes in the pipe that its reader has not read (FIONREAD works on our end)."""
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count)
+    except OSError:
+        return 0
+    return count[0]
 
 
 def _stdout_error(err: OSError) -> BaseException:

@@ -437,6 +437,107 @@ def test_follow_into_closed_pipe_ends_quietly(sysv_key: str) -> None:
     assert done.stderr == b""
 
 
+def numbered(count: int) -> list[bytes]:
+    return [b"message %06d" % i for i in range(count)]
+
+
+def drain(target: str) -> list[bytes]:
+    got = run("msgq", "recv", target, "--lines", "--follow", "--nowait")
+    assert got.code == 0, got.err
+    return got.stdout.splitlines()
+
+
+def test_a_reader_that_leaves_takes_only_what_it_read(sysv_key: str, posix_name: str) -> None:
+    """`recv --follow | head -1` with many queued: only the line head printed leaves
+    the queue. recv takes the next message only once the pipe has been read empty,
+    and puts back what the reader left unread in the pipe (at the end)."""
+    sent = numbered(100)
+    for target in (sysv_key, posix_name):
+        many = sent if target == sysv_key else sent[:10]  # a POSIX queue holds 10
+        assert run("msgq", "send", target, "--lines", input=b"\n".join(many) + b"\n").code == 0
+        shell = f"{' '.join(command())} msgq recv {target} --follow --lines | head -1"
+        done = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=30)
+        assert (done.stdout, done.stderr) == (many[0] + b"\n", b"")
+        rest = drain(target)
+        assert sorted(rest) == many[1:], f"{target}: {len(rest)} of {len(many) - 1} left"
+
+
+# Reads one line byte by byte, waits until recv has written the next message into the
+# pipe, and leaves without reading it: the window between recv's check and its write.
+LEAVING_READER = """
+import array, fcntl, os, sys, termios, time
+line = b""
+while not line.endswith(b"\\n"):
+    line += os.read(0, 1)
+sys.stdout.buffer.write(line)
+sys.stdout.flush()
+waiting = array.array("i", [0])
+while not waiting[0]:
+    fcntl.ioctl(0, termios.FIONREAD, waiting)
+    time.sleep(0.001)
+"""
+
+
+def test_a_message_written_after_the_readers_last_read_goes_back(sysv_key: str) -> None:
+    sent = numbered(20)
+    run("msgq", "send", sysv_key, "--lines", input=b"\n".join(sent) + b"\n")
+    reader = f"{sys.executable} -c '{LEAVING_READER}'"
+    shell = f"{' '.join(command())} msgq recv {sysv_key} --follow --lines | {reader}"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=30)
+    assert (done.stdout, done.stderr) == (sent[0] + b"\n", b"")
+    assert drain(sysv_key) == sent[2:] + sent[1:2]  # the unread one, put back at the end
+
+
+@pytest.mark.parametrize("framing", [["--lines"], ["--json"], []], ids=str)
+def test_messages_not_written_are_put_back(
+    sysv_key: str, posix_name: str, framing: list[str]
+) -> None:
+    sent = numbered(5)
+    for target in (sysv_key, posix_name):
+        assert run("msgq", "send", target, "--lines", input=b"\n".join(sent) + b"\n").code == 0
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(
+                command("msgq", "recv", target, "--count", "3", *framing),
+                stdout=full,
+                stderr=subprocess.PIPE,
+                timeout=30,
+            )
+        result = Result(done.returncode, b"", done.stderr)
+        assert_one_line_error(result, "msgq", 1)
+        assert "stdout: no space left on device" in result.err
+        assert "3 messages" in result.err and "put back" in result.err, result.err
+        assert drain(target) == sent[3:] + sent[:3]  # put back at the end, in order
+
+
+def test_messages_that_cannot_go_back_are_said_lost(sysv_key: str) -> None:
+    assert run("msgq", "send", sysv_key, "--mode", "0644", "--data", "only").code == 0
+    shell = f"setpriv --reuid=nobody --regid=nogroup --clear-groups {' '.join(command())}"
+    done = subprocess.run(
+        ["bash", "-c", f"{shell} msgq recv {sysv_key} > /dev/full"], capture_output=True
+    )
+    result = Result(done.returncode, b"", done.stderr)
+    assert_one_line_error(result, "msgq", 1)
+    assert "1 message" in result.err and "lost" in result.err, result.err
+
+
+def test_a_reader_gone_before_the_write_loses_nothing(sysv_key: str) -> None:
+    sent = numbered(3)
+    run("msgq", "send", sysv_key, "--lines", input=b"\n".join(sent) + b"\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            command("msgq", "recv", sysv_key, "--lines", "--count", "2"),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=30,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, b"")
+    assert drain(sysv_key) == sent[1:] + sent[:1]  # one taken, not written, put back
+
+
 def test_follow_notices_closed_pipe_while_waiting(sysv_key: str) -> None:
     run("msgq", "send", sysv_key, "--data", "only")
     proc = subprocess.Popen(
@@ -548,7 +649,10 @@ def test_stdin_and_stdout_failures_are_named(sysv_key: str) -> None:
         done = subprocess.run(
             command("msgq", "recv", sysv_key), stdout=full, stderr=subprocess.PIPE
         )
-    assert done.stderr.decode().strip() == "ipctool: msgq: stdout: no space left on device"
+    line = done.stderr.decode().strip()
+    assert line.startswith("ipctool: msgq: stdout: no space left on device"), line
+    key = int(sysv_key, 16)
+    assert line.endswith(f"1 message not written put back in 0x{key:08x} (at the end)"), line
 
 
 def queue_exists(target: str) -> bool:

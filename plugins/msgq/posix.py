@@ -194,6 +194,16 @@ class PosixQueue:
             watch_stdout=True,
         )
 
+    def put_back(self, messages: list[tuple[bytes, int]]) -> None:
+        """Messages recv took but could not write, sent again with their priorities
+        through a descriptor opened for writing (recv's own reads only)."""
+        writer = posix_ipc.MessageQueue(self.name, 0, read=False, write=True)
+        try:
+            for data, priority in messages:
+                writer.send(data, 0, priority)
+        finally:
+            writer.close()
+
     def recover(self, _exc: BaseException) -> bool:
         return False  # the buffer is mq_msgsize, which cannot change for an open queue
 

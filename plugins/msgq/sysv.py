@@ -164,6 +164,13 @@ class SysvQueue:
             watch_stdout=True,
         )
 
+    def put_back(self, messages: list[tuple[bytes, int]]) -> None:
+        """Messages recv took but could not write, sent again with their types
+        (never waiting: they were just taken, so there is room unless others
+        filled it since)."""
+        for data, mtype in messages:
+            self.queue.send(data, False, mtype)
+
     def recover(self, exc: BaseException) -> bool:
         """E2BIG: a message larger than the receive buffer, which was sized to msgmax
         when the queue was opened. If msgmax has grown since, so does the buffer."""
