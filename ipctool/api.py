@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     )
     from ipctool.options import Timeout as TimeoutOption
     from ipctool.output import data_fields, json_line, print_json, print_table
+    from ipctool.stream_protocol import CHANNEL_BASE as STREAM_CHANNEL_BASE
     from ipctool.streams import (
         Framing,
         RecordWriter,
@@ -166,10 +167,14 @@ _LAZY = {
     ),
     "wait_for": "ipctool.waiting",
 }
-_RENAMED = {"TimeoutOption": ("ipctool.options", "Timeout")}
+_RENAMED = {
+    "TimeoutOption": ("ipctool.options", "Timeout"),
+    "STREAM_CHANNEL_BASE": ("ipctool.stream_protocol", "CHANNEL_BASE"),
+}
 
 __all__ = [  # a literal list, so linters and type checkers see every name
     "DEFAULT_MODE",
+    "STREAM_CHANNEL_BASE",
     "VERBS",
     "CString",
     "ContractCase",

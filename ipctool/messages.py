@@ -37,8 +37,15 @@ if TYPE_CHECKING:
 class Outlet(Protocol):
     """Where send_messages puts messages: what a mechanism's create() returns."""
 
-    def put(self, message: bytes) -> None:
-        """Send one message, waiting as the user asked (--nowait, --timeout)."""
+    def put(self, message: bytes, channel: int | None = None) -> None:
+        """Send one message, waiting as the user asked (--nowait, --timeout).
+        channel: a stream's own (only where the mechanism has channels)."""
+
+    def try_put(self, message: bytes, channel: int | None = None) -> None:
+        """Send one message only if it can go at once; raise otherwise."""
+
+    def take_all(self, channel: int) -> None:
+        """Remove what waits on a stream's own channel (only with channels)."""
 
 
 def send_messages(
@@ -50,24 +57,36 @@ def send_messages(
     data: bytes | None = None,
     terminator: bytes = b"",
     limit_of: str = "the object's",
+    channels: bool = False,
 ) -> None:
     """send for any message mechanism: stdin (or `data`) in `framing`, as messages.
 
     limit: the largest message the object takes (or will take, once created).
     terminator: appended to every message but stream pieces (--cstring's NUL).
     limit_of: whose limit, for the too-large error line ("a new queue's").
+    channels: the mechanism can keep a stream's pieces apart under a channel of
+    their own, which a receiver selects (SysV message types); see stream_protocol.
     """
+    from ipctool import stream_protocol
+
     if framing is Framing.STREAM:
         terminator = b""  # pieces are cut from one byte stream: nothing is added
-    room = limit - len(terminator)
+        if limit < stream_protocol.CONTROL_SIZE + 1:
+            raise TooLarge(label, f"{limit_of} {limit}-byte messages are too small for --stream")
+        room = stream_protocol.piece_size(limit, channels)
+    else:
+        room = limit - len(terminator)
     batches = _batches(framing, data, room, label, limit, limit_of)
     first = next(batches, None)  # read and checked before anything is created
-    put = create().put
-    for batch in itertools.chain([first] if first is not None else [], batches):
+    outlet = create()
+    read = itertools.chain([first] if first is not None else [], batches)
+    if framing is Framing.STREAM:
+        stream_protocol.send(outlet, itertools.chain.from_iterable(read), channels)
+        return
+    put = outlet.put
+    for batch in read:
         for message in [m + terminator for m in batch] if terminator else batch:
             put(message)
-    if framing is Framing.STREAM:
-        put(b"")  # the end marker
 
 
 def _batches(
@@ -303,25 +322,10 @@ def _write_failure(inbox: Inbox, failed: WriteFailed) -> BaseException:
 def _receive_stream(
     inbox: Inbox, writer: RecordWriter, nowait: bool, timeout: float | None
 ) -> None:
-    """Message bodies back to back until an empty one, the end marker."""
-    from ipctool.waiting import interrupts_deferred
+    from ipctool import stream_protocol
+    from ipctool.runner import warn
 
-    poll, empty = inbox.poller()
-    wait = _waiter(inbox, nowait, timeout)
-    while True:
-        with interrupts_deferred():  # a piece taken from the kernel is written first
-            try:
-                try:
-                    message = poll()
-                except empty:
-                    message = wait()
-            except IpcError:
-                raise
-            except Exception as exc:
-                if not inbox.recover(exc):
-                    raise inbox.translate(exc) from None
-                poll, empty = inbox.poller()
-                continue
-            if not message[0]:
-                break
-            writer.write_raw(message[0])
+    def warning(text: str) -> None:
+        warn(inbox.label, text)
+
+    stream_protocol.receive(inbox, writer, nowait=nowait, timeout=timeout, warn=warning)

@@ -100,6 +100,14 @@ def stdout_failed() -> bool:
     return False
 
 
+current: str | None = None  # the mechanism whose verb runs, for warning lines
+
+
+def warn(obj: str | None, text: str) -> None:
+    """A warning line during a verb: `ipctool: MECHANISM: OBJECT: warning: TEXT`."""
+    sys.stderr.write(IpcError(obj, f"warning: {text}").line(current) + "\n")
+
+
 def report_unexpected(mechanism: str | None, exc: BaseException) -> NoReturn:
     if debug:
         import traceback
@@ -115,6 +123,8 @@ def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
+        global current
+        current = mechanism
         try:
             result = callback(*args, **kwargs)
             flush_stdout()

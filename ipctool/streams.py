@@ -4,8 +4,8 @@ Framings (send splits stdin, recv joins messages back):
   whole   all of stdin is one message; recv writes each message as it is
   lines   one message per line, without its newline; recv adds a newline
   null    one message per NUL-terminated record (find -print0); recv adds a NUL
-  stream  stdin of any size as maximum-size messages and an empty end marker;
-          recv writes the pieces back to back and stops at the marker
+  stream  stdin of any size as a start, maximum-size pieces and an end
+          (ipctool/stream_protocol.py); recv writes one whole stream
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ class RecordWriter:
         self.cstring = cstring
         self.as_json, self.meta_key = as_json, meta_key or "meta"
         self.pipe = stat.S_ISFIFO(mode)
-        self.one_page = self.pipe and _shrink_pipe(fd)
+        self.one_page: bool | None = None  # shrunk on the first wait_read()
         self.last: list[tuple[bytes, Any]] = []  # the last batch, until it has been read
         self.poller: Any = None
 
@@ -277,6 +277,7 @@ class RecordWriter:
         import select
 
         if self.poller is None:
+            self.one_page = _shrink_pipe(self.fd)
             self.poller = select.poll()
             self.poller.register(self.fd, select.POLLOUT)
         while True:

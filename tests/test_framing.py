@@ -29,9 +29,13 @@ def feed(chunks: list[bytes]) -> int:
     read_end, write_end = os.pipe()
 
     def writer() -> None:
-        for chunk in chunks:
-            os.write(write_end, chunk)
-        os.close(write_end)
+        try:
+            for chunk in chunks:
+                os.write(write_end, chunk)
+        except BrokenPipeError:
+            pass  # the reader stopped early (a record over the limit)
+        finally:
+            os.close(write_end)
 
     threading.Thread(target=writer, daemon=True).start()
     return read_end

@@ -343,11 +343,14 @@ def test_permission_denied_for_nobody(sysv_key: str, posix_name: str) -> None:
 
 # msgsnd, msgrcv, mq_timedsend, mq_timedreceive: where a blocked ipctool waits
 BLOCKING_CALLS = {"x86_64": {69, 70, 242, 243}, "aarch64": {188, 189, 182, 183}}
+# clock_nanosleep: where a POSIX stream receiver or sender waits for the queue's lock
+SLEEP_CALLS = {"x86_64": {230}, "aarch64": {115}}
+READ_CALLS = {"x86_64": {0}, "aarch64": {63}}  # a sender waiting for more of stdin
 
 
-def wait_until_blocked(pid: int) -> None:
+def wait_until_blocked(pid: int, table: dict[str, set[int]] = BLOCKING_CALLS) -> None:
     """Until the process waits in the kernel on a queue (not still starting up)."""
-    calls = BLOCKING_CALLS.get(os.uname().machine)
+    calls = table.get(os.uname().machine)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if calls is None:
@@ -779,3 +782,132 @@ def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path) -> None:
         feeder.join(timeout=30)
         got = out_path.read_bytes().decode().split() + rest.decode().split()
         assert got == sent, f"trial {trial}: {len(got)} of {len(sent)} messages"
+
+
+# --- streams: a start, an identity, an end ------------------------------------------
+
+
+def start_sender(
+    target: str, data: bytes, *extra: str, more_to_come: bool = False
+) -> subprocess.Popen:
+    """`send --stream` fed from a thread (it blocks once the queue is full). With
+    more_to_come, its stdin stays open after `data`: the stream cannot end."""
+    proc = subprocess.Popen(
+        command("msgq", "send", target, "--stream", *extra),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            proc.stdin.write(data)
+            if not more_to_come:
+                proc.stdin.close()
+
+    threading.Thread(target=feed, daemon=True).start()
+    return proc
+
+
+def start_receiver(target: str, out_path, *extra: str) -> subprocess.Popen:
+    with open(out_path, "wb") as out:
+        return subprocess.Popen(
+            command("msgq", "recv", target, "--stream", *extra), stdout=out, stderr=subprocess.PIPE
+        )
+
+
+def wait_for_size(path, size: int, proc: subprocess.Popen) -> None:
+    """Until `path` has at least `size` bytes (while proc still runs)."""
+    deadline = time.monotonic() + 30
+    while os.path.getsize(path) < size:
+        assert proc.poll() is None, f"exited {proc.returncode}: {proc.stderr.read()!r}"
+        assert time.monotonic() < deadline, f"{os.path.getsize(path)} of {size} bytes"
+        time.sleep(0.005)
+
+
+def sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_stream_after_an_interrupted_one_gets_only_its_own_bytes(
+    sysv_key: str, posix_name: str, tmp_path
+) -> None:
+    """A sender interrupted before any receiver came leaves its start and first
+    pieces in the queue; the next stream's receiver skips them with a warning."""
+    for target in (sysv_key, posix_name):
+        interrupted = start_sender(target, os.urandom(1 << 20))
+        wait_until_blocked(interrupted.pid)  # the queue is full
+        interrupted.send_signal(signal.SIGINT)
+        assert interrupted.wait(timeout=10) == 130
+        data = os.urandom(300_000)
+        receiver = start_receiver(target, tmp_path / "out", "--timeout", "30")
+        sender = start_sender(target, data)
+        assert sender.wait(timeout=30) == 0, sender.stderr.read()
+        assert receiver.wait(timeout=30) == 0, receiver.stderr.read()
+        got = (tmp_path / "out").read_bytes()
+        assert (len(got), sha(got)) == (len(data), sha(data))
+        warning = receiver.stderr.read().decode()
+        assert warning.count("\n") == 1 and "skipped" in warning, warning
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_receiver_of_a_stream_whose_sender_stops_fails(
+    sysv_key: str, posix_name: str, tmp_path, stop: int
+) -> None:
+    """The sender stops after 1 MB: its receiver says so (exit 1) instead of waiting
+    forever, and the next stream arrives whole."""
+    for target in (sysv_key, posix_name):
+        run("msgq", "send", target, "--data", "")  # make the queue for the receiver
+        run("msgq", "recv", target)
+        out = tmp_path / "broken"
+        receiver = start_receiver(target, out, "--timeout", "60")
+        wait_until_blocked(receiver.pid)
+        sender = start_sender(target, os.urandom(3 << 19), more_to_come=True)
+        wait_for_size(out, 1 << 20, receiver)
+        wait_until_blocked(sender.pid, READ_CALLS)  # all sent, and the stream goes on
+        sender.send_signal(stop)
+        sender.wait(timeout=10)
+        sender.stdin.close()
+        assert receiver.wait(timeout=30) == 1
+        line = receiver.stderr.read().decode()
+        assert line.count("\n") == 1 and f"pid {sender.pid}" in line, line
+        data = os.urandom(200_000)
+        assert stream_through(target, data, tmp_path) == data
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_two_streams_at_once_each_arrive_whole(
+    sysv_key: str, posix_name: str, tmp_path, trial: int
+) -> None:
+    """Two senders and two receivers on one queue at once: SysV keeps the streams
+    apart by type, POSIX makes the second sender wait for the first."""
+    for target in (sysv_key, posix_name):
+        run("msgq", "send", target, "--data", "")
+        run("msgq", "recv", target)
+        outs = [tmp_path / f"{trial}-{n}" for n in range(2)]
+        receivers = []
+        for out in outs:  # the second POSIX receiver waits for the first to be done
+            receivers.append(start_receiver(target, out, "--timeout", "60"))
+            if target == posix_name and len(receivers) == 2:
+                wait_until_blocked(receivers[-1].pid, SLEEP_CALLS)
+            else:
+                wait_until_blocked(receivers[-1].pid)
+        sent = [os.urandom(400_000), os.urandom(300_000)]
+        senders = [start_sender(target, data) for data in sent]
+        for proc in senders + receivers:
+            assert proc.wait(timeout=60) == 0, proc.stderr.read()
+            assert proc.stderr.read() == b""
+        got = sorted((len(b), sha(b)) for b in (out.read_bytes() for out in outs))
+        assert got == sorted((len(b), sha(b)) for b in sent)
+
+
+def test_stream_data_that_looks_like_the_protocol(sysv_key: str, posix_name: str) -> None:
+    from ipctool.stream_protocol import END, START, control
+
+    for target in (sysv_key, posix_name):
+        for data in (control(END, 0, 0), control(START, 1, 2) + control(END, 1, 57)):
+            assert run("msgq", "send", target, "--stream", input=data).code == 0
+            got = run("msgq", "recv", target, "--stream", "--nowait")
+            assert (got.code, got.stdout, got.err) == (0, data, "")

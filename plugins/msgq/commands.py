@@ -11,12 +11,14 @@ import typer
 
 from ipctool.api import (
     DEFAULT_MODE,
+    STREAM_CHANNEL_BASE,
     Count,
     CString,
     Data,
     DryRun,
     Follow,
     Force,
+    Framing,
     Json,
     Lines,
     Mode,
@@ -206,7 +208,10 @@ def send(
 
     def create() -> Any:
         queue = existing or open_queue(where, create=True, mode=mode, write=True)
-        return queue.sending(meta, nowait, timeout)
+        queue.sending(meta, nowait, timeout)
+        if framing is Framing.STREAM and where.posix:
+            queue.lock_for_stream()
+        return queue
 
     send_messages(
         framing,
@@ -216,6 +221,7 @@ def send(
         data=None if data is None else os.fsencode(data),  # bytes as typed, even non-UTF-8
         terminator=b"\0" if cstring else b"",
         limit_of="the queue's" if existing else "a new queue's",
+        channels=not where.posix,  # SysV: each stream's pieces under a type of its own
     )
 
 
@@ -267,11 +273,15 @@ def recv(
     framing = recv_framing(lines, null, stream, count=count, follow=follow, as_json=as_json)
     where = resolve(target, queue_id)
     selector = message_meta(where, mtype, None, sending=False)
+    if framing is Framing.STREAM and not where.posix and mtype is None:
+        selector = -(STREAM_CHANNEL_BASE - 1)  # any stream's start, never its pieces
     if create and where.queue_id is not None:
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
+    if framing is Framing.STREAM and where.posix:
+        queue.receiving(selector, nowait, timeout).lock_for_stream(receiving=True)
     receive(
-        queue.receiving(selector),
+        queue.receiving(selector, nowait, timeout),
         framing,
         count=count,
         follow=follow,

@@ -13,6 +13,7 @@ from ipctool.api import (
     IpcError,
     NotFound,
     PermissionDenied,
+    Timeout,
     WouldBlock,
     from_os_error,
     idle_seconds,
@@ -156,7 +157,7 @@ class PosixQueue:
         self.priority, self.nowait, self.timeout = priority, nowait, timeout
         return self
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: bytes, _channel: int | None = None) -> None:
         try:
             self.queue.send(data, 0, self.priority)  # the fast path: room in the queue
         except posix_ipc.BusyError:
@@ -176,8 +177,46 @@ class PosixQueue:
             signaled=posix_ipc.SignalError,
         )
 
-    def receiving(self, _selector: int = 0) -> PosixQueue:
+    def try_put(self, data: bytes, _channel: int | None = None) -> None:
+        self.queue.send(data, 0, self.priority)
+
+    def take_all(self, _channel: int) -> None:
+        pass  # no channels: every piece carries its stream's id instead
+
+    def lock_for_stream(self, receiving: bool = False) -> None:
+        """One stream at a time on a POSIX queue, and one stream receiver: pieces of
+        two streams cannot be kept apart, and a second receiver would take pieces
+        of the stream the first one writes. So a second sender (or receiver) waits,
+        up to --timeout, until the first is done: a lock on the queue, released
+        when the process ends, however it ends. Senders take a POSIX record lock
+        (they can write), receivers an flock (they may only read): on Linux the
+        two kinds never block each other."""
+        import fcntl
+        import time
+
+        lock = fcntl.flock if receiving else fcntl.lockf
+        role = "received from" if receiving else "sent to"
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            try:
+                lock(self.queue.mqd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except (BlockingIOError, PermissionError):
+                pass  # lockf says EACCES or EAGAIN for a lock held by another process
+            if self.nowait:
+                raise WouldBlock(self.label, f"another stream is being {role} it")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(
+                    self.label,
+                    f"timed out after {self.timeout:g} s: another stream is being {role} it",
+                )
+            time.sleep(0.02)  # neither lock can wait with a timeout
+
+    def receiving(
+        self, _selector: int = 0, nowait: bool = False, timeout: float | None = None
+    ) -> PosixQueue:
         """This queue as recv's Inbox (the kernel gives the highest priority first)."""
+        self.nowait, self.timeout = nowait, timeout
         return self
 
     def poller(self, _channel: int | None = None) -> tuple[Any, type[BaseException]]:

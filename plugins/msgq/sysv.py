@@ -114,14 +114,15 @@ class SysvQueue:
         self.mtype, self.nowait, self.timeout = mtype, nowait, timeout
         return self
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: bytes, channel: int | None = None) -> None:
+        """One message of type mtype (or of a stream's channel, a type of its own)."""
+        mtype = channel or self.mtype
         try:
-            self.queue.send(data, False, self.mtype)  # the fast path: room in the queue
+            self.queue.send(data, False, mtype)  # the fast path: room in the queue
         except Exception:
-            self._put_slowly(data)
+            self._put_slowly(data, mtype)
 
-    def _put_slowly(self, data: bytes) -> None:
-        mtype = self.mtype
+    def _put_slowly(self, data: bytes, mtype: int) -> None:
         self.check_size(len(data))  # msgsnd says only EINVAL for a message over msg_qbytes
         try:
             try:
@@ -142,7 +143,20 @@ class SysvQueue:
         except (sysv_ipc.Error, OSError) as exc:
             raise self.translate(exc) from None
 
-    def receiving(self, mtype: int) -> SysvQueue:
+    def try_put(self, data: bytes, channel: int | None = None) -> None:
+        self.queue.send(data, False, channel or self.mtype)
+
+    def take_all(self, channel: int) -> None:
+        """Remove the messages of one type (a stream's pieces that no one will read);
+        a sender that may not read the queue leaves them."""
+        receive = self.queue.receive
+        with contextlib.suppress(sysv_ipc.BusyError, sysv_ipc.PermissionsError):
+            while True:
+                receive(False, channel)
+
+    def receiving(
+        self, mtype: int, _nowait: bool = False, _timeout: float | None = None
+    ) -> SysvQueue:
         """This queue as recv's Inbox, selecting messages by type as msgrcv does."""
         self.selector = mtype
         return self
