@@ -22,6 +22,7 @@ from ipctool.errors import UsageError, from_os_error
 
 READ_CHUNK = 1 << 16
 STDIN, STDOUT = 0, 1
+STDIN_DIRECTORY_ENV = "IPCTOOL_STDIN_DIRECTORY"
 
 
 class Framing(str, Enum):
@@ -47,6 +48,10 @@ def framing_from_flags(lines: bool = False, null: bool = False, stream: bool = F
 
 
 def _read(fd: int, size: int) -> bytes:
+    if fd == STDIN and os.environ.get(STDIN_DIRECTORY_ENV):
+        # The launcher (bin/ipctool) found a directory as stdin, which Python
+        # cannot start with, and put /dev/null in its place.
+        raise from_os_error("stdin", IsADirectoryError(errno.EISDIR, "Is a directory"))
     try:
         return os.read(fd, size)
     except OSError as err:  # e.g. stdin closed (<&-): name it in the error line

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from conftest import sysv_keys_present
 
 from ipctool.testing import Result, assert_one_line_error, command, run
 
@@ -78,3 +81,42 @@ def test_a_full_stdout_is_named_on_one_line(args: list[str], mechanism: str | No
     result = into_dev_full(*args)
     where = f"ipctool: {mechanism}: " if mechanism else "ipctool: "
     assert (result.code, result.err) == (1, f"{where}stdout: no space left on device\n")
+
+
+INSTALLED = Path(sys.executable).with_name("ipctool")  # the launcher pip installs
+
+
+def run_installed(*args: str, stdin: int | None = None, stdout: int | None = None) -> Result:
+    done = subprocess.run(
+        [str(INSTALLED), *args],
+        stdin=stdin,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
+        timeout=30,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout or b"", done.stderr)
+
+
+def test_a_directory_as_stdin_is_named_by_the_verbs_that_read_it(tmp_path, sysv_key: str) -> None:
+    """Python itself cannot start with a directory as stdin ("Fatal Python error:
+    init_sys_streams"); the installed ipctool can, and says so on one line."""
+    directory = os.open(tmp_path, os.O_RDONLY)
+    try:
+        sent = run_installed("msgq", "send", sysv_key, stdin=directory)
+        assert (sent.code, sent.err) == (1, "ipctool: msgq: stdin: is a directory\n")
+        assert int(sysv_key, 16) not in sysv_keys_present()
+        assert run("msgq", "send", sysv_key, "--data", "ok").code == 0
+        received = run_installed("msgq", "recv", sysv_key, stdin=directory)
+        assert (received.code, received.stdout, received.err) == (0, b"ok", "")
+    finally:
+        os.close(directory)
+
+
+def test_a_directory_as_stdout_is_named(tmp_path) -> None:
+    directory = os.open(tmp_path, os.O_RDONLY)
+    try:
+        result = run_installed("--version", stdout=directory)
+    finally:
+        os.close(directory)
+    assert (result.code, result.err) == (1, "ipctool: stdout: is a directory\n")
