@@ -59,7 +59,10 @@ EXIT_CODES: dict[ExitCode, str] = {
         "--force removes it anyway."
     ),
     ExitCode.TOO_LARGE: "Too large: the data does not fit the object's limit.",
-    ExitCode.TIMEOUT: "Timeout: --timeout ran out (as timeout(1) exits).",
+    ExitCode.TIMEOUT: (
+        "Timeout: --timeout ran out (as timeout(1) exits); with recv --follow it is an "
+        "idle limit, and ends with 0."
+    ),
     ExitCode.INTERRUPTED: "Interrupted by Ctrl-C (128 + SIGINT).",
     ExitCode.BROKEN_PIPE: "Output pipe closed: the reader went away (128 + SIGPIPE); no message.",
 }

@@ -425,6 +425,13 @@ def test_timeout_on_empty_queue(sysv_key: str, posix_name: str) -> None:
         assert 0.25 <= waited < 5, waited  # it waited about 0.3 s, and it did give up
 
 
+def test_follow_timeout_is_an_idle_limit_that_ends_with_0(sysv_key: str) -> None:
+    run("msgq", "send", sysv_key, "--lines", input=b"1\n2\n")
+    followed = run("msgq", "recv", sysv_key, "--follow", "--lines", "--timeout", "0.2")
+    assert (followed.code, followed.stdout, followed.stderr) == (0, b"1\n2\n", b"")
+    assert_one_line_error(run("msgq", "recv", sysv_key, "--timeout", "0.2"), "msgq", 124)
+
+
 def test_nowait_and_drain(sysv_key: str) -> None:
     run("msgq", "send", sysv_key, "--lines", input=b"1\n2\n")
     drained = run("msgq", "recv", sysv_key, "--follow", "--nowait", "--lines")

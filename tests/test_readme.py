@@ -70,3 +70,17 @@ def test_install_command_and_first_example_run_as_shown(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "hi\n"
+
+
+def test_shell_examples_are_one_command_per_line() -> None:
+    """Every shell line of the README runs when pasted: no second command sits on
+    a line after spaces (only |, &&, ; or & may join commands)."""
+    blocks = re.findall(r"```(\w*)\n(.*?)```", README, re.DOTALL)
+    lines = [line for lang, body in blocks if lang == "" for line in body.splitlines()]
+    assert lines
+    crowded = [
+        line
+        for line in lines
+        if re.search(r"\bipctool\b[^|&;#]*\s\s+ipctool\b", line.split(" # ", 1)[0])
+    ]
+    assert crowded == []

@@ -260,7 +260,9 @@ def recv(
     """Receive messages to stdout: one by default, --count N, or --follow.
 
     POSIX queues give the highest priority first. --follow --nowait drains the
-    queue and exits 0 when it is empty.
+    queue and exits 0 when it is empty; --follow --timeout N stops after N
+    seconds without a message and exits 0 (without --follow, a timeout is
+    exit 124).
 
     \b
     Examples:
