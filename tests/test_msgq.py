@@ -211,9 +211,27 @@ def test_clean_refuses_other_users_queue(sysv_key: str) -> None:
     assert run("msgq", "clean", sysv_key, "--force").code == 0
 
 
+# `$PYTHON -c "$IDLE" N [PID...]` in a script: exit 0 once `inspect --json` (on
+# stdin) lists N queues, each idle for more than a second (what --older-than 1
+# asks), and each PID has a thread blocked in msgrcv (a waiter clean must see).
+IDLE = """
+import json, os, sys
+records = json.load(sys.stdin)
+def blocked(pid):
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+            if f.read().split()[0] in ("70", "188"):  # msgrcv: x86_64, aarch64
+                return True
+    return False
+idle = all(r["idle_seconds"] > 1 for r in records)
+sys.exit(not (len(records) == int(sys.argv[1]) and idle and all(map(blocked, sys.argv[2:]))))
+"""
+
+
 def in_fresh_ipc_namespace(script: str) -> subprocess.CompletedProcess:
     """Run shell commands in a new IPC namespace (with its own mqueue mount), so
-    --stale sees only the queues the script makes, never another test's."""
+    --stale sees only the queues the script makes, never another test's. The
+    script has $IPCTOOL, $PYTHON and $IDLE."""
     ipctool = " ".join(command())
     body = f"mount -t mqueue none /dev/mqueue && IPCTOOL='{ipctool}' && {script}"
     return subprocess.run(
@@ -222,6 +240,7 @@ def in_fresh_ipc_namespace(script: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "PYTHON": sys.executable, "IDLE": IDLE},
     )
 
 
@@ -229,7 +248,7 @@ def test_clean_stale_in_private_namespace() -> None:
     script = """
       echo a | $IPCTOOL msgq send 0x1001 && echo b | $IPCTOOL msgq send /old &&
       $IPCTOOL msgq clean --stale --older-than 1h --json > fresh.json &&
-      sleep 2.2 &&
+      { until $IPCTOOL msgq inspect --json | $PYTHON -c "$IDLE" 2; do sleep 0.05; done } &&
       $IPCTOOL msgq clean --stale --older-than 1 --dry-run --json &&
       $IPCTOOL msgq inspect --json | grep -c '"target"' &&
       $IPCTOOL msgq clean --stale --older-than 1 --json &&
@@ -392,6 +411,13 @@ def test_ctrl_c_in_blocked_send_exits_130(sysv_key: str) -> None:
     assert run("msgq", "inspect", sysv_key, "--json").json()["messages"] == 2
 
 
+def signal_status(pid: int) -> dict[str, int]:
+    """The signal masks of /proc/PID/status (SigIgn, SigPnd, ShdPnd...) as numbers."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return {k: int(fields[k], 16) for k in ("SigPnd", "ShdPnd", "SigIgn", "SigCgt")}
+
+
 def test_background_job_keeps_ignoring_ctrl_c(sysv_key: str) -> None:
     """A shell starts background jobs with SIGINT ignored; ipctool must not undo that."""
     run("msgq", "send", sysv_key, "--data", "x")
@@ -404,25 +430,37 @@ def test_background_job_keeps_ignoring_ctrl_c(sysv_key: str) -> None:
     )
     wait_until_blocked(proc.pid)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.2)
+    # An ignored signal is dropped when it is sent: none is pending, and the
+    # process still waits in msgrcv. A handler would have ended the wait.
+    status = signal_status(proc.pid)
+    assert status["SigIgn"] & 1 << signal.SIGINT - 1, "ipctool took SIGINT from the shell"
+    assert not (status["SigPnd"] | status["ShdPnd"]) & 1 << signal.SIGINT - 1
+    wait_until_blocked(proc.pid)
     assert proc.poll() is None, "a Ctrl-C meant for the shell ended the background job"
     run("msgq", "send", sysv_key, "--data", "still here")
     out, err = proc.communicate(timeout=10)
     assert (proc.returncode, out, err) == (0, b"still here", b"")
 
 
+def exit_after_blocking(args: list[str], input: bytes = b"") -> tuple[int, bytes]:
+    """Run ipctool, see it block in the kernel on the queue, and wait for its exit."""
+    proc = subprocess.Popen(
+        command(*args), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    proc.stdin.write(input)
+    proc.stdin.close()
+    wait_until_blocked(proc.pid)
+    err = proc.stderr.read()
+    return proc.wait(timeout=30), err
+
+
 def test_timeout_on_empty_queue(sysv_key: str, posix_name: str) -> None:
     for target in (sysv_key, posix_name):
         run("msgq", "send", target, "--data", "x")
         run("msgq", "recv", target)
-        started = time.monotonic()
         assert run("msgq", "recv", target, "--nowait").code == 5
-        start_up = time.monotonic() - started  # what ipctool costs with no wait at all
-        started = time.monotonic()
-        result = run("msgq", "recv", target, "--timeout", "0.3")
-        waited = time.monotonic() - started - start_up
-        assert_one_line_error(result, "msgq", 124)
-        assert 0.25 <= waited < 5, waited  # it waited about 0.3 s, and it did give up
+        code, err = exit_after_blocking(["msgq", "recv", target, "--timeout", "1"])
+        assert_one_line_error(Result(code, b"", err), "msgq", 124)  # it waited, and gave up
 
 
 def test_follow_timeout_is_an_idle_limit_that_ends_with_0(sysv_key: str) -> None:
@@ -569,10 +607,8 @@ def test_send_to_full_queue_waits_then_times_out(sysv_key: str, posix_name: str)
         assert run("msgq", "send", posix_name, "--data", "x").code == 0
     for target, data in ((sysv_key, full), (posix_name, b"x")):
         assert_one_line_error(run("msgq", "send", target, "--nowait", input=data), "msgq", 5)
-        started = time.monotonic()
-        timed_out = run("msgq", "send", target, "--timeout", "0.3", input=data)
-        assert_one_line_error(timed_out, "msgq", 124)
-        assert time.monotonic() - started >= 0.3
+        code, err = exit_after_blocking(["msgq", "send", target, "--timeout", "1"], data)
+        assert_one_line_error(Result(code, b"", err), "msgq", 124)  # it waited, and gave up
 
 
 def test_private_queue_by_id() -> None:
@@ -626,7 +662,9 @@ def test_clean_stale_skips_queues_in_use_or_not_ours() -> None:
       setpriv --reuid=nobody --regid=nogroup --clear-groups $IPCTOOL msgq send 0x2003 --data n
       $PYTHON -c "$THREAD_WAITER" &
       thread_waiter=$!
-      sleep 2.2
+      until $IPCTOOL msgq inspect --json | $PYTHON -c "$IDLE" 4 $waiter $thread_waiter; do
+        sleep 0.05
+      done
       $IPCTOOL msgq clean --stale --older-than 1 --json
       status=$?
       kill $waiter $thread_waiter
@@ -637,7 +675,7 @@ def test_clean_stale_skips_queues_in_use_or_not_ours() -> None:
         "q = sysv_ipc.MessageQueue(0x2004, sysv_ipc.IPC_CREAT, 0o600)\n"
         "threading.Thread(target=q.receive).start()\n"
     )
-    script = f"PYTHON={sys.executable}; THREAD_WAITER='{thread_waiter}'; {script}"
+    script = f"THREAD_WAITER='{thread_waiter}'; {script}"
     done = in_fresh_ipc_namespace(script)
     assert done.returncode == 0, done.stderr
     actions = {r["target"]: (r["action"], r["reason"]) for r in json.loads(done.stdout)}
@@ -740,7 +778,7 @@ def test_messages_received_before_an_error_are_written() -> None:
     assert "larger than msgmax" in done.stderr
 
 
-def test_follow_receiver_grows_its_buffer_when_msgmax_is_raised() -> None:
+def test_follow_receiver_grows_its_buffer_when_msgmax_is_raised(tmp_path) -> None:
     """A receiver sizes its buffer to msgmax when it starts; a larger message sent
     after msgmax was raised is received whole, not refused as too large."""
     script = """
@@ -760,15 +798,13 @@ def test_follow_receiver_grows_its_buffer_when_msgmax_is_raised() -> None:
       { printf small; cat big; printf end; } | cmp - out && echo same
     """
     grow = "import sysv_ipc; sysv_ipc.MessageQueue(0x3002).max_size = 65536"  # msg_qbytes
-    done = in_fresh_ipc_namespace(
-        f"PYTHON={sys.executable}; GROW='{grow}'; cd $(mktemp -d); {script}"
-    )
+    done = in_fresh_ipc_namespace(f"GROW='{grow}'; cd {tmp_path}; {script}")
     assert done.stdout == "same\n", (done.stdout, done.stderr)
 
 
 def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path) -> None:
     sent = [f"{i:06d}" for i in range(300_000)]  # about 0.5 s of traffic to interrupt
-    for trial, delay in enumerate((0.2, 0.35)):
+    for trial, received in enumerate((1, 100_000)):  # interrupt after this many messages
         proc = subprocess.Popen(command("msgq", "send", sysv_key, "--lines"), stdin=subprocess.PIPE)
         feeder = threading.Thread(
             target=proc.communicate, args=("".join(s + "\n" for s in sent).encode(),)
@@ -781,14 +817,22 @@ def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path) -> None:
                 stdout=out,
                 stderr=subprocess.PIPE,
             )
-            time.sleep(delay)
+            wait_for_size(out_path, 7 * received, receiver)  # 7 bytes a line
             receiver.send_signal(signal.SIGINT)
             assert receiver.wait(timeout=10) == 130
-        # Drain the rest while the sender finishes; it ends after 1 s without a message.
-        rest = run("msgq", "recv", sysv_key, "--lines", "--follow", "--timeout", "1").stdout
+        # The rest, exactly as many as were not received, while the sender finishes
+        # (into a file: into a pipe, recv would take one message at a time).
+        got = out_path.read_bytes().decode().split()
+        with open(tmp_path / "rest", "wb") as rest:
+            count = str(len(sent) - len(got))
+            drained = subprocess.run(
+                command("msgq", "recv", sysv_key, "--lines", "-c", count), stdout=rest
+            )
         feeder.join(timeout=30)
-        got = out_path.read_bytes().decode().split() + rest.decode().split()
+        assert (drained.returncode, proc.returncode) == (0, 0)
+        got += (tmp_path / "rest").read_bytes().decode().split()
         assert got == sent, f"trial {trial}: {len(got)} of {len(sent)} messages"
+        assert run("msgq", "recv", sysv_key, "--nowait").code == 5  # and nothing more
 
 
 # --- streams: a start, an identity, an end ------------------------------------------
