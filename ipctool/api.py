@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         from_os_error,
     )
     from ipctool.messages import (
+        STREAM_CHANNEL_BASE,
         Inbox,
         Message,
         Outlet,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
     )
     from ipctool.options import Timeout as TimeoutOption
     from ipctool.output import data_fields, json_line, print_json, print_table
-    from ipctool.stream_protocol import CHANNEL_BASE as STREAM_CHANNEL_BASE
     from ipctool.streams import (
         Framing,
         RecordWriter,
@@ -128,7 +128,16 @@ _LAZY = {
         "ipctool.options",
     ),
     **dict.fromkeys(
-        ["Inbox", "Message", "Outlet", "receive", "recv_framing", "send_messages", "too_large"],
+        [
+            "STREAM_CHANNEL_BASE",
+            "Inbox",
+            "Message",
+            "Outlet",
+            "receive",
+            "recv_framing",
+            "send_messages",
+            "too_large",
+        ],
         "ipctool.messages",
     ),
     **dict.fromkeys(["data_fields", "json_line", "print_json", "print_table"], "ipctool.output"),
@@ -167,10 +176,7 @@ _LAZY = {
     ),
     "wait_for": "ipctool.waiting",
 }
-_RENAMED = {
-    "TimeoutOption": ("ipctool.options", "Timeout"),
-    "STREAM_CHANNEL_BASE": ("ipctool.stream_protocol", "CHANNEL_BASE"),
-}
+_RENAMED = {"TimeoutOption": ("ipctool.options", "Timeout")}
 
 __all__ = [  # a literal list, so linters and type checkers see every name
     "DEFAULT_MODE",

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from ipctool.streams import RecordWriter
 
 
+# Stream channels (SysV message types) lie above every type a user is likely to
+# pick: a receiver selects starts with -(STREAM_CHANNEL_BASE - 1), any type below.
+STREAM_CHANNEL_BASE = 1 << 30
+
+
 class Outlet(Protocol):
     """Where send_messages puts messages: what a mechanism's create() returns."""
 
@@ -67,26 +72,37 @@ def send_messages(
     channels: the mechanism can keep a stream's pieces apart under a channel of
     their own, which a receiver selects (SysV message types); see stream_protocol.
     """
-    from ipctool import stream_protocol
-
     if framing is Framing.STREAM:
-        terminator = b""  # pieces are cut from one byte stream: nothing is added
-        if limit < stream_protocol.CONTROL_SIZE + 1:
-            raise TooLarge(label, f"{limit_of} {limit}-byte messages are too small for --stream")
-        room = stream_protocol.piece_size(limit, channels)
-    else:
-        room = limit - len(terminator)
+        _send_stream(create, limit, label, data, limit_of, channels)
+        return
+    room = limit - len(terminator)
     batches = _batches(framing, data, room, label, limit, limit_of)
     first = next(batches, None)  # read and checked before anything is created
-    outlet = create()
-    read = itertools.chain([first] if first is not None else [], batches)
-    if framing is Framing.STREAM:
-        stream_protocol.send(outlet, itertools.chain.from_iterable(read), channels)
-        return
-    put = outlet.put
-    for batch in read:
+    put = create().put
+    for batch in itertools.chain([first] if first is not None else [], batches):
         for message in [m + terminator for m in batch] if terminator else batch:
             put(message)
+
+
+def _send_stream(
+    create: Callable[[], Outlet],
+    limit: int,
+    label: str,
+    data: bytes | None,
+    limit_of: str,
+    channels: bool,
+) -> None:
+    """Pieces are cut from one byte stream: nothing is added to them."""
+    from ipctool import stream_protocol
+
+    if limit < stream_protocol.CONTROL_SIZE + 1:
+        raise TooLarge(label, f"{limit_of} {limit}-byte messages are too small for --stream")
+    room = stream_protocol.piece_size(limit, channels)
+    batches = _batches(Framing.STREAM, data, room, label, limit, limit_of)
+    first = next(batches, None)  # read before anything is created
+    outlet = create()
+    pieces = itertools.chain.from_iterable(itertools.chain([first] if first else [], batches))
+    stream_protocol.send(outlet, pieces, channels)
 
 
 def _batches(

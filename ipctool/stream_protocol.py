@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ipctool.errors import IpcError, Timeout, WouldBlock
+from ipctool.messages import STREAM_CHANNEL_BASE
 
 if TYPE_CHECKING:
     from ipctool.messages import Inbox, Message, Outlet
@@ -46,9 +47,7 @@ START, END, ABORT = b"S", b"E", b"A"
 _PIECE = struct.Struct("!cQI")  # "P", stream id, sequence number
 PIECE_HEADER = _PIECE.size
 PIECE = b"P"
-# Stream channels (SysV message types) are above every type a user is likely to
-# pick: a receiver selects starts with -(CHANNEL_BASE - 1), any type below it.
-CHANNEL_BASE = 1 << 30
+CHANNEL_BASE = STREAM_CHANNEL_BASE
 HEARTBEAT = 0.5  # seconds between looks at whether a live stream's sender still runs
 
 
