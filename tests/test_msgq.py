@@ -293,6 +293,7 @@ def decode_json_documents(text: str) -> list:
         ["send", "0x7e00ffff", "--type", "0"],
         ["send", "0x7e00ffff", "--bogus"],
         ["send", "0x7e00ffff", "--lines", "--stream"],
+        ["send", "0x7e00ffff", "--stream", "--type", str(1 << 30)],
         ["send", "/x", "--type", "3"],
         ["recv"],
         ["frobnicate"],

@@ -140,6 +140,19 @@ def message_meta(where: Where, mtype: int | None, priority: int | None, sending:
     return mtype if mtype is not None else (1 if sending else 0)
 
 
+def stream_meta(where: Where, framing: Framing, mtype: int | None, meta: int) -> int:
+    """What selects a SysV stream's start message: types from STREAM_CHANNEL_BASE
+    up carry streams' pieces, so --type stays below, and recv without --type
+    takes the first start of any type below."""
+    if framing is not Framing.STREAM or where.posix:
+        return meta
+    if mtype is not None and abs(mtype) >= STREAM_CHANNEL_BASE:
+        raise UsageError(str(mtype), f"with --stream, --type is below {STREAM_CHANNEL_BASE}")
+    if mtype is None and meta == 0:  # recv without --type: any start, never a piece
+        return -(STREAM_CHANNEL_BASE - 1)
+    return meta
+
+
 def open_existing(where: Where, write: bool = True) -> Any:
     """The queue if it exists (None if not, unless it was named by --id)."""
     try:
@@ -203,7 +216,7 @@ def send(
     """
     framing = framing_from_flags(lines, null, stream)
     where = resolve(target, queue_id)
-    meta = message_meta(where, mtype, priority, sending=True)
+    meta = stream_meta(where, framing, mtype, message_meta(where, mtype, priority, sending=True))
     existing = open_existing(where)
 
     def create() -> Any:
@@ -274,9 +287,7 @@ def recv(
     """
     framing = recv_framing(lines, null, stream, count=count, follow=follow, as_json=as_json)
     where = resolve(target, queue_id)
-    selector = message_meta(where, mtype, None, sending=False)
-    if framing is Framing.STREAM and not where.posix and mtype is None:
-        selector = -(STREAM_CHANNEL_BASE - 1)  # any stream's start, never its pieces
+    selector = stream_meta(where, framing, mtype, message_meta(where, mtype, None, sending=False))
     if create and where.queue_id is not None:
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
