@@ -1,15 +1,18 @@
 """What every message mechanism shares: send's and recv's loops, and recv's flag rules.
 
 A message mechanism (msgq today; UDP, unix datagram sockets and redis later)
-keeps only what is its own: naming and opening its object, and putting one
-message into it. The loop here reads stdin in the chosen framing, reads and
-checks the first message BEFORE the object is created (so a closed stdin or a
-message over the limit creates nothing), then puts messages in the order read.
+keeps only what is its own: naming and opening its object, putting a message
+into it (an `Outlet`) and taking one out (an `Inbox`).
+
+send_messages() reads stdin in the chosen framing, reads and checks the first
+message BEFORE the object is created (so a closed stdin or a message over the
+limit creates nothing), then puts messages in the order read; --stream goes
+through ipctool/stream_protocol.py.
 
     send_messages(framing, limit=queue_limit, create=open_for_sending, label="0x3039")
 
-`create()` is called once, after the first message is ready, and returns the
-`Outlet` that takes the messages.
+receive() takes messages from an Inbox only to write them at once, and puts
+back what it could not write (see RecordWriter for pipes).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -405,7 +405,7 @@ def _end_or_break(
     elif kind == "gap":
         reason = (
             f"piece {seq} of the stream is missing after {written} bytes "
-            "(another receiver on this queue?)"
+            "(taken by another receiver?)"
         )
     else:
         reason = (
@@ -413,7 +413,3 @@ def _end_or_break(
             "two streams on one object at once"
         )
     raise StreamBroken(inbox.label, reason)
-
-
-def chunks_of(data: bytes, size: int) -> Iterator[bytes]:
-    return (data[i : i + size] for i in range(0, len(data), size))

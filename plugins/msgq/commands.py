@@ -291,10 +291,11 @@ def recv(
     if create and where.queue_id is not None:
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
+    inbox = queue.receiving(selector, nowait, timeout)
     if framing is Framing.STREAM and where.posix:
-        queue.receiving(selector, nowait, timeout).lock_for_stream(receiving=True)
+        inbox.lock_for_stream(receiving=True)
     receive(
-        queue.receiving(selector, nowait, timeout),
+        inbox,
         framing,
         count=count,
         follow=follow,
