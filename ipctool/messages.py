@@ -296,7 +296,7 @@ def _receive_messages(
             if not inbox.recover(failure):
                 raise inbox.translate(failure) from None
             poll, empty = inbox.poller()
-        elif writer.pipe and remaining:  # outside the deferral: Ctrl-C ends this wait
+        if writer.pipe and remaining and batch:  # outside the deferral: Ctrl-C ends it
             try:
                 writer.wait_read()
             except WriteFailed as failed:
