@@ -26,6 +26,7 @@ pieces or a gap came, or END counts other bytes than arrived.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import time
@@ -208,24 +209,40 @@ def receive(
 ) -> None:
     """recv --stream: the first whole stream that comes, to stdout."""
     skipped = _Skipped()
-    pending: Message | None = None
     try:
-        while True:
-            message = pending or _next(inbox, None, nowait, timeout, what="no stream")
-            pending = None
-            start = parse_start(message[0])
-            if start is None:
-                skipped.add(message[0])
-                continue
-            skipped.report(warn)
-            if start.sender_alive():
-                _follow(inbox, writer, start, nowait, timeout)
-                return
-            written, pending = _finished_or_skipped(inbox, writer, start, warn)
-            if written:
-                return
+        _receive(inbox, writer, nowait, timeout, warn, skipped)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.flush()  # what was taken before the failure (or Ctrl-C) still goes out
+        raise
     finally:
         skipped.report(warn)
+    writer.flush()
+
+
+def _receive(
+    inbox: Inbox,
+    writer: RecordWriter,
+    nowait: bool,
+    timeout: float | None,
+    warn: Callable[[str], None],
+    skipped: _Skipped,
+) -> None:
+    pending: Message | None = None
+    while True:
+        message = pending or _next(inbox, None, nowait, timeout, what="no stream")
+        pending = None
+        start = parse_start(message[0])
+        if start is None:
+            skipped.add(message[0])
+            continue
+        skipped.report(warn)
+        if start.sender_alive():
+            _follow(inbox, writer, start, nowait, timeout)
+            return
+        written, pending = _finished_or_skipped(inbox, writer, start, warn)
+        if written:
+            return
 
 
 def _next(
@@ -315,6 +332,7 @@ def _follow(
                 poll, empty = inbox.poller(channel)
                 continue
             if message is None and not nowait and not looked_after_exit:
+                writer.flush()  # the reader gets all that came before any wait
                 message = _wait_a_while(inbox, channel, idle_until, timeout)
             if message is not None:
                 kind, data = _classify(message[0], start, channel, seq)
@@ -327,6 +345,7 @@ def _follow(
                     continue
                 _end_or_break(inbox, start, kind, message[0], written, seq)
                 return
+        writer.flush()
         if nowait:
             raise WouldBlock(inbox.label, f"the stream is not complete ({written} bytes so far)")
         if looked_after_exit:

@@ -186,6 +186,9 @@ class WriteFailed(Exception):
         self.error, self.unwritten = error, unwritten
 
 
+RAW_BUFFER = 1 << 16
+
+
 class RecordWriter:
     """Writes received messages to stdout in a framing, a batch in one write.
 
@@ -222,6 +225,7 @@ class RecordWriter:
         self.one_page: bool | None = None  # shrunk on the first wait_read()
         self.last: list[tuple[bytes, Any]] = []  # the last batch, until it has been read
         self.poller: Any = None
+        self.raw = bytearray()  # stream bytes not written yet (write_raw)
 
     def cut(self, message: bytes) -> bytes:
         """The message as --cstring shows it: up to its first NUL."""
@@ -272,9 +276,18 @@ class RecordWriter:
         return []
 
     def write_raw(self, data: bytes) -> None:
-        """Bytes as they are (stream pieces)."""
-        if self._write(data) < len(data):
-            raise _stdout_error(self.error) from None
+        """Bytes as they are (stream pieces), gathered up to RAW_BUFFER bytes a
+        write; flush() before waiting. A stream that fails to get out is broken
+        whatever is done, so here a buffer costs nothing and saves many writes."""
+        self.raw.extend(data)
+        if len(self.raw) >= RAW_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.raw:
+            data, self.raw = bytes(self.raw), bytearray()
+            if self._write(data) < len(data):
+                raise _stdout_error(self.error) from None
 
     def wait_read(self) -> None:
         """For a pipe: return once its reader has read all that was written. If the
