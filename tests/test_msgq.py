@@ -963,3 +963,24 @@ def test_stream_data_that_looks_like_the_protocol(sysv_key: str, posix_name: str
             assert run("msgq", "send", target, "--stream", input=data).code == 0
             got = run("msgq", "recv", target, "--stream", "--nowait")
             assert (got.code, got.stdout, got.err) == (0, data, "")
+
+
+@pytest.mark.parametrize("into", ["pipe", "file"])
+def test_many_lines_arrive_exactly_once_in_order(
+    sysv_key: str, posix_name: str, tmp_path, into: str
+) -> None:
+    """Into a pipe recv takes a message at a time, into a file in batches: either
+    way every message arrives once, in order (same count and sha256)."""
+    sent = b"".join(b"%015d\n" % i for i in range(20_000))
+    for target in (sysv_key, posix_name):
+        run("msgq", "send", target, "--data", "")  # make the queue for the receiver
+        run("msgq", "recv", target)
+        out = tmp_path / f"{into}-{target.strip('/')}"
+        recv = " ".join(command("msgq", "recv", target, "--lines", "--count", "20000"))
+        shell = f"{recv} | cat > {out}" if into == "pipe" else f"{recv} > {out}"
+        receiver = subprocess.Popen(["bash", "-c", shell], stderr=subprocess.PIPE)
+        assert run("msgq", "send", target, "--lines", input=sent).code == 0
+        assert receiver.wait(timeout=60) == 0, receiver.stderr.read()
+        got = out.read_bytes()
+        assert (got.count(b"\n"), sha(got)) == (20_000, sha(sent))
+        assert run("msgq", "recv", target, "--nowait").code == 5  # nothing left over
