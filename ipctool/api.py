@@ -34,6 +34,16 @@ if TYPE_CHECKING:
         from_os_error,
         naming,
     )
+    from ipctool.messages import (
+        STREAM_CHANNEL_BASE,
+        Inbox,
+        Message,
+        Outlet,
+        receive,
+        recv_framing,
+        send_messages,
+        too_large,
+    )
     from ipctool.objects import IpcObject, ObjectSource, idle_for
     from ipctool.options import (
         Count,
@@ -61,10 +71,6 @@ if TYPE_CHECKING:
         Framing,
         RecordWriter,
         framing_from_flags,
-        stdin_batches,
-        stdin_records,
-        write_messages,
-        write_stream,
     )
     from ipctool.system import (
         iso_time,
@@ -101,6 +107,7 @@ _LAZY = {
     **dict.fromkeys(
         [
             "ExitCode",
+            "Inbox",
             "IpcError",
     "IpcObject",
     "IpcTarget",
@@ -148,13 +155,22 @@ _LAZY = {
     "relay": "ipctool.relay",
     **dict.fromkeys(
         [
+            "STREAM_CHANNEL_BASE",
+            "Inbox",
+            "Message",
+            "Outlet",
+            "receive",
+            "recv_framing",
+            "send_messages",
+            "too_large",
+        ],
+        "ipctool.messages",
+    ),
+    **dict.fromkeys(
+        [
             "Framing",
             "RecordWriter",
             "framing_from_flags",
-            "stdin_batches",
-            "stdin_records",
-            "write_messages",
-            "write_stream",
         ],
         "ipctool.streams",
     ),
@@ -191,6 +207,7 @@ _RENAMED = {"TimeoutOption": ("ipctool.options", "Timeout")}
 
 __all__ = [  # a literal list, so linters and type checkers see every name
     "DEFAULT_MODE",
+    "STREAM_CHANNEL_BASE",
     "VERBS",
     "CString",
     "ContractCase",
@@ -202,18 +219,21 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "Follow",
     "Force",
     "Framing",
+    "Inbox",
     "IpcError",
     "IpcObject",
     "IpcTarget",
     "Json",
     "Lines",
     "Mechanism",
+    "Message",
     "Mode",
     "NotFound",
     "Nowait",
     "Null",
     "ObjectSource",
     "OlderThan",
+    "Outlet",
     "PermissionDenied",
     "ProcView",
     "ReadyFd",
@@ -250,18 +270,18 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "printable",
     "read_sysctl",
     "read_table",
+    "receive",
+    "recv_framing",
     "relay",
     "retry_until",
+    "send_messages",
     "signed_key",
-    "stdin_batches",
-    "stdin_records",
+    "too_large",
     "user_name",
     "wait_fd",
     "wait_fds",
     "wait_for",
     "when_ready",
-    "write_messages",
-    "write_stream",
 ]
 
 

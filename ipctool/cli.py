@@ -31,7 +31,7 @@ from ipctool._click import (
     option_completions,
 )
 from ipctool.contract import FAMILIES, Mechanism
-from ipctool.errors import ExitCode, IpcError, describe
+from ipctool.errors import ExitCode, IpcError, describe, printable
 from ipctool.registry import get_registry, warn
 
 TOOL_COMMANDS_SECTION = "Tool"
@@ -244,8 +244,8 @@ def usage_line(err: UsageError) -> str:
     where = path.partition(" ")[2] or None
     message = err.format_message().rstrip(".")
     message = message[0].lower() + message[1:] if message else message
-    hint = f" (see '{path} --help')"
-    return ": ".join(p for p in ("ipctool", where, message) if p) + hint
+    hint = f" (see '{printable(path, False)} --help')"
+    return ": ".join(printable(p, False) for p in ("ipctool", where, message) if p) + hint
 
 
 def run(args: list[str]) -> int:
@@ -259,7 +259,7 @@ def run(args: list[str]) -> int:
         sys.stderr.write(usage_line(err) + "\n")
         return ExitCode.USAGE
     except ClickException as err:
-        sys.stderr.write(f"ipctool: {err.format_message()}\n")
+        sys.stderr.write(f"ipctool: {printable(err.format_message(), False)}\n")
         return err.exit_code
     except IpcError as err:
         sys.stderr.write(err.line(MechanismGroup.current) + "\n")
@@ -273,9 +273,13 @@ def main() -> None:
     from ipctool import interrupts
 
     interrupts.quiet_phase()  # Ctrl-C before a verb runs: exit 130, nothing said
+    runner.name_stdout_failures()
     try:
         code = run(sys.argv[1:])
         runner.flush_stdout()
+    except IpcError as err:  # stdout failed in the final flush
+        sys.stderr.write(err.line(MechanismGroup.current) + "\n")
+        code = err.exit_code
     except BrokenPipeError:
         runner.silence_stdout()
         code = ExitCode.BROKEN_PIPE

@@ -35,8 +35,31 @@ class IpcError(Exception):
         self.reason = reason
 
     def line(self, mechanism: str | None) -> str:
+        """The error line, always one line: see printable()."""
         parts = ["ipctool", mechanism, self.obj, self.reason]
-        return ": ".join(p for p in parts if p)
+        return ": ".join(printable(p) for p in parts if p)
+
+
+_ESCAPES: dict[int, str] = {}
+_BACKSLASH = {ord("\\"): "\\\\"}
+
+
+def printable(text: str, backslashes: bool = True) -> str:
+    """Text for an error line: control characters as Python escapes (\\n, \\x1b).
+
+    A target is whatever was typed: a newline in it would split the one error
+    line, and an escape sequence would reach the terminal raw. Backslashes are
+    doubled so that an escape is never ambiguous (not in click's messages,
+    which escape on their own), and bytes that were not UTF-8 on the command
+    line show as \\xNN.
+    """
+    if not _ESCAPES:
+        controls = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+        _ESCAPES.update({c: repr(chr(c))[1:-1] for c in controls})
+        _ESCAPES.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
+    if backslashes:  # first, so that the escapes added below stay single
+        text = text.translate(_BACKSLASH)
+    return text.translate(_ESCAPES)
 
 
 class UsageError(IpcError):

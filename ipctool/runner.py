@@ -16,10 +16,11 @@ from typing import Any, NoReturn
 import typer
 
 from ipctool._click import ClickException
-from ipctool.errors import ExitCode, IpcError, describe, from_os_error
+from ipctool.errors import ExitCode, IpcError, describe, from_os_error, printable
 
 DEBUG_ENV = "IPCTOOL_DEBUG"
-debug = bool(os.environ.get(DEBUG_ENV))
+DEBUG_ON = ("1", "true", "yes")  # any other value, 0 and false included, leaves it off
+debug = os.environ.get(DEBUG_ENV, "").lower() in DEBUG_ON
 
 
 # Settings of every typer app in ipctool, the top level and each mechanism's:
@@ -47,7 +48,7 @@ def silence_stdout() -> None:
 
 
 def flush_stdout() -> None:
-    if sys.stdout is not None:
+    if sys.stdout is not None and not stdout_failed():
         sys.stdout.flush()
 
 
@@ -62,13 +63,70 @@ def is_stdout_closed(err: BrokenPipeError) -> bool:
     return stdout_reader_gone()
 
 
+class NamedStdout:
+    """sys.stdout, whose failures name it: `ipctool: stdout: no space left on device`.
+
+    Help, --version, JSON and tables are written through sys.stdout by click,
+    rich and print_json alike; an OSError from there would otherwise be an
+    internal error that names nothing. A closed pipe stays BrokenPipeError (a
+    quiet exit 141).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _failed(self, err: OSError) -> BaseException:
+        self.failed = True
+        return err if isinstance(err, BrokenPipeError) else from_os_error("stdout", err)
+
+
+def name_stdout_failures() -> None:
+    if sys.stdout is not None and not isinstance(sys.stdout, NamedStdout):
+        sys.stdout = NamedStdout(sys.stdout)
+
+
+def stdout_failed() -> bool:
+    """Whether writing to stdout failed (and was reported): then nothing more is
+    flushed, and fd 1 points at /dev/null so the interpreter's own flush at exit
+    has nothing to complain about."""
+    if isinstance(sys.stdout, NamedStdout) and sys.stdout.failed:
+        silence_stdout()
+        return True
+    return False
+
+
+current: str | None = None  # the mechanism whose verb runs, for warning lines
+
+
+def warn(obj: str | None, text: str) -> None:
+    """A warning line during a verb: `ipctool: MECHANISM: OBJECT: warning: TEXT`."""
+    sys.stderr.write(IpcError(obj, f"warning: {text}").line(current) + "\n")
+
+
 def report_unexpected(mechanism: str | None, exc: BaseException) -> NoReturn:
     if debug:
         import traceback
 
         traceback.print_exception(exc)
     where = f"{mechanism}: " if mechanism else ""
-    fail(f"ipctool: {where}internal error: {describe(exc)} (--debug shows where)", ExitCode.FAILURE)
+    reason = printable(describe(exc))
+    fail(f"ipctool: {where}internal error: {reason} (--debug shows where)", ExitCode.FAILURE)
 
 
 def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,6 +136,8 @@ def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         from ipctool.interrupts import verb_phase
 
+        global current
+        current = mechanism
         try:
             with verb_phase():  # Ctrl-C is KeyboardInterrupt here, so the verb can unwind
                 result = callback(*args, **kwargs)

@@ -4,15 +4,17 @@ Framings (send splits stdin, recv joins messages back):
   whole   all of stdin is one message; recv writes each message as it is
   lines   one message per line, without its newline; recv adds a newline
   null    one message per NUL-terminated record (find -print0); recv adds a NUL
-  stream  stdin of any size as maximum-size messages and an empty end marker;
-          recv writes the pieces back to back and stops at the marker
+  stream  stdin of any size as a start, maximum-size pieces and an end
+          (ipctool/stream_protocol.py); recv writes one whole stream
 """
 
 from __future__ import annotations
 
-import io
+import errno
 import os
-from collections.abc import Callable, Iterator
+import stat
+import time
+from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
@@ -20,6 +22,7 @@ from ipctool.errors import UsageError, from_os_error
 
 READ_CHUNK = 1 << 16
 STDIN, STDOUT = 0, 1
+STDIN_DIRECTORY_ENV = "IPCTOOL_STDIN_DIRECTORY"
 
 
 class Framing(str, Enum):
@@ -45,6 +48,10 @@ def framing_from_flags(lines: bool = False, null: bool = False, stream: bool = F
 
 
 def _read(fd: int, size: int) -> bytes:
+    if fd == STDIN and os.environ.get(STDIN_DIRECTORY_ENV):
+        # The launcher (bin/ipctool) found a directory as stdin, which Python
+        # cannot start with, and put /dev/null in its place.
+        raise from_os_error("stdin", IsADirectoryError(errno.EISDIR, "Is a directory"))
     try:
         return os.read(fd, size)
     except OSError as err:  # e.g. stdin closed (<&-): name it in the error line
@@ -66,20 +73,37 @@ def read_all(fd: int = STDIN, limit: int | None = None) -> bytes:
     return b"".join(parts)
 
 
-def iter_record_batches(separator: bytes, fd: int = STDIN) -> Iterator[list[bytes]]:
+def iter_record_batches(
+    separator: bytes, fd: int = STDIN, limit: int | None = None
+) -> Iterator[list[bytes]]:
     """Records of stdin without their separator, a batch per read, as soon as each
     is complete (a batch per read keeps the per-record cost to a list step).
 
-    A last record with no separator comes too; an empty stdin gives none.
+    A last record with no separator comes too; an empty stdin gives none. An
+    unfinished record is kept as the pieces it came in, and each read is searched
+    once, so a long record costs linear time; once it passes `limit`, Oversized
+    is raised without reading the rest (stdin may never end: /dev/zero).
     """
-    tail = b""
+    tail: list[bytes] = []  # the unfinished record
+    tail_size = 0
+    yielded = False
     while chunk := _read(fd, READ_CHUNK):
-        records = (tail + chunk).split(separator)
-        tail = records.pop()
-        if records:
-            yield records
+        records = chunk.split(separator)
+        if len(records) == 1:  # no separator: the unfinished record grows
+            tail.append(chunk)
+            tail_size += len(chunk)
+            if limit is not None and tail_size > limit:
+                raise Oversized(tail_size, cut=True, first=not yielded)
+            continue
+        if tail:
+            tail.append(records[0])
+            records[0] = b"".join(tail)
+        last = records.pop()
+        tail, tail_size = ([last], len(last)) if last else ([], 0)
+        yielded = True
+        yield records
     if tail:
-        yield [tail]
+        yield [b"".join(tail)]
 
 
 def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
@@ -88,25 +112,63 @@ def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
         yield chunk
 
 
-def stdin_batches(framing: Framing, data: bytes | None, max_size: int) -> Iterator[list[bytes]]:
+class Oversized(Exception):
+    """A message or record over the limit: what send must refuse.
+
+    cut: reading stopped once it passed the limit (size is a lower bound).
+    first: nothing was read before it, so nothing has been sent.
+    """
+
+    def __init__(self, size: int, *, cut: bool = False, first: bool = True) -> None:
+        super().__init__(size)
+        self.size, self.cut, self.first = size, cut, first
+
+
+def stdin_batches(
+    framing: Framing, data: bytes | None, max_size: int, fd: int = STDIN
+) -> Iterator[list[bytes]]:
     """What send transmits, in batches of messages. `data` (--data) replaces stdin.
 
-    The whole framing reads at most max_size + 1 bytes: more cannot be sent.
+    A message or record over max_size raises Oversized once the ones before it
+    have been yielded. The whole framing reads at most max_size + 1 bytes.
     """
     if framing is Framing.WHOLE:
-        yield [read_all(limit=max_size) if data is None else data]
+        whole = read_all(fd, limit=max_size) if data is None else data
+        if len(whole) > max_size:
+            raise Oversized(len(whole), cut=data is None)
+        yield [whole]
     elif framing is Framing.STREAM:
         if data is None:
-            yield from ([chunk] for chunk in iter_chunks(max_size))
+            yield from ([chunk] for chunk in iter_chunks(max_size, fd))
         else:
             yield [data[i : i + max_size] for i in range(0, len(data), max_size)]
-    elif data is None:
-        yield from iter_record_batches(framing.separator)
     else:
-        records = data.split(framing.separator)
-        if records[-1] == b"":
-            records.pop()
-        yield records
+        yield from _checked(_record_batches(framing, data, max_size, fd), max_size)
+
+
+def _record_batches(
+    framing: Framing, data: bytes | None, max_size: int, fd: int
+) -> Iterator[list[bytes]]:
+    if data is None:
+        yield from iter_record_batches(framing.separator, fd, limit=max_size)
+        return
+    records = data.split(framing.separator)
+    if records[-1] == b"":
+        records.pop()
+    yield records
+
+
+def _checked(batches: Iterator[list[bytes]], max_size: int) -> Iterator[list[bytes]]:
+    """The batches up to the first record over max_size, then Oversized for it."""
+    first = True
+    for batch in batches:
+        if batch and max(map(len, batch)) > max_size:  # one pass in C, per batch
+            cut = next(i for i, record in enumerate(batch) if len(record) > max_size)
+            if cut:
+                yield batch[:cut]
+            raise Oversized(len(batch[cut]), first=first and not cut)
+        first = first and not batch
+        yield batch
 
 
 def stdin_records(framing: Framing, data: bytes | None, max_size: int) -> Iterator[bytes]:
@@ -115,134 +177,173 @@ def stdin_records(framing: Framing, data: bytes | None, max_size: int) -> Iterat
         yield from batch
 
 
-class RecordWriter:
-    """Writes received messages to stdout in a framing, through one reused buffer.
+class WriteFailed(Exception):
+    """Writing to stdout failed: `error` says why, `unwritten` are the messages of
+    the batch that did not get out whole (or that the reader left unread)."""
 
-    Call `flush()` before waiting for the next message, so a reader sees each
-    message at once while bursts still leave in large writes.
+    def __init__(self, error: OSError, unwritten: list[tuple[bytes, Any]]) -> None:
+        super().__init__(error)
+        self.error, self.unwritten = error, unwritten
+
+
+RAW_BUFFER = 1 << 16
+
+
+class RecordWriter:
+    """Writes received messages to stdout in a framing, a batch in one write.
+
+    Writes go straight to fd 1: no buffer holds a message that has left the
+    kernel, so a failed write knows exactly which messages did not get out
+    (WriteFailed), and recv can put them back.
+
+    When stdout is a pipe, its reader may leave at any time and take with it
+    what it has not read. recv then takes one message at a time and, before
+    taking the next, waits until the reader has read the pipe empty
+    (wait_read); the pipe is shrunk to one page, so that poll() says exactly
+    that. If the reader leaves instead, what it left unread is known (FIONREAD
+    on our end still counts it) and goes back.
     """
 
-    def __init__(self, framing: Framing, cstring: bool = False, fd: int = STDOUT) -> None:
+    def __init__(
+        self,
+        framing: Framing,
+        cstring: bool = False,
+        fd: int = STDOUT,
+        *,
+        as_json: bool = False,
+        meta_key: str | None = None,
+    ) -> None:
         try:
-            raw = io.FileIO(fd, "wb", closefd=False)
+            mode = os.fstat(fd).st_mode
         except OSError as err:  # stdout closed (>&-)
             raise _stdout_error(err) from None
-        self.out = io.BufferedWriter(raw, buffer_size=1 << 16)
+        self.fd = fd
         self.terminator = framing.separator
         self.cstring = cstring
+        self.as_json, self.meta_key = as_json, meta_key or "meta"
+        self.pipe = stat.S_ISFIFO(mode)
+        self.one_page: bool | None = None  # shrunk on the first wait_read()
+        self.last: list[tuple[bytes, Any]] = []  # the last batch, until it has been read
+        self.poller: Any = None
+        self.raw = bytearray()  # stream bytes not written yet (write_raw)
 
     def cut(self, message: bytes) -> bytes:
         """The message as --cstring shows it: up to its first NUL."""
         return message.split(b"\0", 1)[0] if self.cstring else message
 
-    def write_many(self, messages: list[tuple[bytes, Any]], _meta_key: Any = None) -> None:
-        """Several (data, meta) messages in one write, each framed as write() frames it."""
-        bodies = [self.cut(m[0]) for m in messages] if self.cstring else [m[0] for m in messages]
-        if self.terminator:
-            bodies.append(b"")  # join puts a terminator after every body
-        self.write_raw(self.terminator.join(bodies))
+    def framed(self, messages: list[tuple[bytes, Any]]) -> list[bytes]:
+        """Each (data, meta) message as it goes to stdout."""
+        if self.as_json:
+            from ipctool.output import data_fields, json_line
 
-    def write_json_many(self, messages: list[tuple[bytes, Any]], meta_key: str | None) -> None:
-        from ipctool.output import data_fields, json_line
+            key = self.meta_key
+            return [json_line({key: m[1], **data_fields(self.cut(m[0]))}) for m in messages]
+        return [self.cut(m[0]) + self.terminator for m in messages]
 
-        key = meta_key or "meta"
-        self.write_raw(
-            b"".join(json_line({key: m[1], **data_fields(self.cut(m[0]))}) for m in messages)
-        )
+    def write_messages(self, messages: list[tuple[bytes, Any]]) -> None:
+        """Several messages in one write, each framed; WriteFailed if it fails."""
+        if self.as_json or self.cstring:
+            data = b"".join(self.framed(messages))
+        else:  # the common case without a copy per message
+            bodies = [m[0] for m in messages]
+            if self.terminator:
+                bodies.append(b"")  # join puts a terminator after every body
+            data = self.terminator.join(bodies)
+        done = self._write(data)
+        if done < len(data):
+            raise WriteFailed(self.error, self._after(messages, done))
+        self.last = messages
+
+    def _write(self, data: bytes) -> int:
+        """Write all of data; how much went out (less when self.error says why)."""
+        done, size = 0, len(data)
+        view = memoryview(data)
+        while done < size:
+            try:
+                done += os.write(self.fd, view[done:])
+            except OSError as err:
+                self.error = err
+                break
+        return done
+
+    def _after(self, messages: list[tuple[bytes, Any]], done: int) -> list[tuple[bytes, Any]]:
+        """The messages not wholly written when `done` bytes of them were."""
+        end = 0
+        for i, framed in enumerate(self.framed(messages)):
+            end += len(framed)
+            if end > done:
+                return messages[i:]
+        return []
 
     def write_raw(self, data: bytes) -> None:
-        try:
-            self.out.write(data)
-        except OSError as err:
-            raise _stdout_error(err) from None
+        """Bytes as they are (stream pieces), gathered up to RAW_BUFFER bytes a
+        write; flush() before waiting. A stream that fails to get out is broken
+        whatever is done, so here a buffer costs nothing and saves many writes."""
+        self.raw.extend(data)
+        if len(self.raw) >= RAW_BUFFER:
+            self.flush()
 
     def flush(self) -> None:
-        try:
-            self.out.flush()
-        except OSError as err:
-            raise _stdout_error(err) from None
+        if self.raw:
+            data, self.raw = bytes(self.raw), bytearray()
+            if self._write(data) < len(data):
+                raise _stdout_error(self.error) from None
+
+    def wait_read(self) -> None:
+        """For a pipe: return once its reader has read all that was written. If the
+        reader has left instead, raise WriteFailed with the messages it left unread."""
+        import select
+
+        if self.poller is None:
+            self.one_page = _shrink_pipe(self.fd)
+            self.poller = select.poll()
+            self.poller.register(self.fd, select.POLLOUT)
+        while True:
+            events = self.poller.poll()[0][1]  # a Ctrl-C ends the wait (KeyboardInterrupt)
+            if events & (select.POLLERR | select.POLLHUP):
+                unread = self._before(_unread(self.fd))
+                raise WriteFailed(BrokenPipeError(errno.EPIPE, "broken pipe"), unread)
+            if self.one_page or not _unread(self.fd):
+                return
+            time.sleep(0.001)  # the pipe kept its size: POLLOUT says only "not full"
+
+    def _before(self, unread: int) -> list[tuple[bytes, Any]]:
+        """The messages of the last batch that the `unread` bytes at the end belong to."""
+        if unread <= 0:
+            return []
+        framed, tail = self.framed(self.last), 0
+        for i in range(len(framed) - 1, -1, -1):
+            tail += len(framed[i])
+            if tail >= unread:
+                return self.last[i:]
+        return self.last
+
+
+def _shrink_pipe(fd: int) -> bool:
+    """Make the pipe one page, so that poll() says POLLOUT only once it is empty."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, os.sysconf("SC_PAGE_SIZE"))
+    except OSError:  # e.g. EBUSY: more than a page waits in it now
+        return False
+    return True
+
+
+def _unread(fd: int) -> int:
+    """Bytes in the pipe that its reader has not read (FIONREAD works on our end)."""
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count)
+    except OSError:
+        return 0
+    return count[0]
 
 
 def _stdout_error(err: OSError) -> BaseException:
     """A closed pipe stays BrokenPipeError (a quiet exit); others name stdout."""
     return err if isinstance(err, BrokenPipeError) else from_os_error("stdout", err)
-
-
-BATCH = 1024  # messages gathered before one write: bounded, so output keeps flowing
-
-
-def write_messages(
-    poll: Callable[[], tuple[bytes, Any]],
-    empty: type[BaseException] | tuple[type[BaseException], ...],
-    wait: Callable[[], tuple[bytes, Any]],
-    writer: RecordWriter,
-    *,
-    count: int = 1,
-    follow: bool = False,
-    meta_key: str | None = None,
-    as_json: bool = False,
-) -> None:
-    """recv for any message mechanism: `count` messages, or all until idle with `follow`.
-
-    poll() returns a (data, meta) waiting now, or raises `empty`; it is called
-    once per message, so it should be the library's own non-blocking receive.
-    wait() blocks for one and raises Timeout or WouldBlock, which end a
-    --follow quietly. Messages already waiting go out together in one write;
-    output is flushed before every wait, so a reader sees each message at once.
-    With as_json, each message is one JSON line with `meta_key` holding its meta.
-    """
-    from ipctool.errors import Timeout, WouldBlock
-    from ipctool.waiting import interrupts_deferred
-
-    emit = writer.write_json_many if as_json else writer.write_many
-    remaining = -1 if follow else count
-    while remaining:
-        with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
-            batch: list[tuple[bytes, Any]] = []
-            append = batch.append
-            try:
-                while remaining and len(batch) < BATCH:
-                    append(poll())
-                    remaining -= 1
-            except empty:
-                pass
-            finally:  # also when poll fails: the batch so far still goes out
-                if batch:
-                    emit(batch, meta_key)
-            if batch:
-                continue
-            writer.flush()
-            try:
-                message = wait()
-            except (Timeout, WouldBlock):
-                if follow:
-                    break
-                raise
-            emit([message], meta_key)
-            remaining -= 1
-    writer.flush()
-
-
-def write_stream(
-    poll: Callable[[], tuple[bytes, Any]],
-    empty: type[BaseException] | tuple[type[BaseException], ...],
-    wait: Callable[[], tuple[bytes, Any]],
-    writer: RecordWriter,
-) -> None:
-    """recv --stream: message bodies back to back until an empty one, the end marker.
-
-    poll, empty and wait as for write_messages.
-    """
-    from ipctool.waiting import interrupts_deferred
-
-    while True:
-        with interrupts_deferred():  # a piece taken from the kernel is written first
-            try:
-                message = poll()
-            except empty:
-                writer.flush()
-                message = wait()
-            if not message[0]:
-                break
-            writer.write_raw(message[0])
-    writer.flush()

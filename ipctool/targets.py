@@ -1,6 +1,8 @@
 """Parsing of the ways objects are named, shared by every plugin.
 
-Each parser raises UsageError (exit 2) before anything is touched.
+Each parser raises UsageError (exit 2) before anything is touched. A value is
+taken only when all of its text matches (fullmatch): int() and float() would
+also take surrounding spaces and newlines, "+5" and "1_000".
 """
 
 from __future__ import annotations
@@ -12,22 +14,29 @@ from ipctool.errors import UsageError
 
 KEY_MAX = 0xFFFFFFFF  # key_t is 32 bits; ipcs shows keys as unsigned hex
 NAME_MAX = 255
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_KEY = re.compile(r"^(?:0[xX][0-9a-fA-F]+|[0-9]+)$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_INTEGER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")  # decimal or 0x-hex: keys and ids
+_OCTAL = re.compile(r"[0-7]+")
+_SECONDS = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?", re.IGNORECASE)
 TIMEOUT_MAX = 10**8  # seconds (three years): longer waits are "no timeout"
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_sysv_key(text: str) -> int:
     """A SysV IPC key: decimal or 0x-hex, 1..0xffffffff (0 is IPC_PRIVATE, reachable by --id)."""
-    if not _KEY.match(text):  # int() would also take 1_000, 0o5, +5 and spaces
+    if not _INTEGER.fullmatch(text):
         raise UsageError(text, "not a key (decimal or 0x-hex) or /name")
-    key = int(text, 16) if text[:2] in ("0x", "0X") else int(text, 10)
+    key = _integer(text)
     if key < 0 or key > KEY_MAX:
         raise UsageError(text, f"key out of range (1 to {KEY_MAX:#x})")
     if key == 0:
         raise UsageError(text, "key 0 is IPC_PRIVATE; address such objects with --id")
     return key
+
+
+def _integer(text: str) -> int:
+    """Decimal or 0x-hex text that _INTEGER matched."""
+    return int(text, 16) if text[:2] in ("0x", "0X") else int(text, 10)
 
 
 def signed_key(key: int) -> int:
@@ -62,27 +71,25 @@ def parse_posix_name(text: str) -> str:
 
 def parse_timeout(text: str) -> float | None:
     """--timeout SECONDS: a non-negative number; "inf" or more than TIMEOUT_MAX waits forever."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise UsageError(text, "a timeout is a number of seconds") from None
-    if seconds != seconds or seconds < 0:  # NaN or negative
+    if not _SECONDS.fullmatch(text):  # no sign, so never negative; no nan
         raise UsageError(text, "a timeout is a non-negative number of seconds")
+    seconds = float(text)
     return None if seconds > TIMEOUT_MAX else seconds
 
 
 def parse_id(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text):  # int() would take spaces, "1_0" and "+1"
+    """An id as ipcs shows it: decimal (or 0x-hex), 0 to 2**31 - 1."""
+    if not _INTEGER.fullmatch(text):
         raise UsageError(text, "an id is a non-negative integer")
-    value = int(text, 10)
-    if value < 0 or value > 0x7FFFFFFF:
+    value = _integer(text)
+    if value > 0x7FFFFFFF:
         raise UsageError(text, "an id is a non-negative 31-bit integer")
     return value
 
 
 def parse_duration(text: str) -> float:
     """Seconds from "90", "90s", "15m", "2h" or "7d"."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text)
     if not match:
         raise UsageError(text, "a duration is a number with an optional unit s, m, h or d")
     return float(match.group(1)) * _UNITS[match.group(2)]
@@ -90,11 +97,10 @@ def parse_duration(text: str) -> float:
 
 def parse_mode(text: str) -> int:
     """Permission bits in octal, as chmod takes them (0600, 644)."""
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        raise UsageError(text, "a mode is octal permission bits such as 0600") from None
-    if not 0 <= mode <= 0o777:
+    if not _OCTAL.fullmatch(text):
+        raise UsageError(text, "a mode is octal permission bits such as 0600")
+    mode = int(text, 8)
+    if mode > 0o777:
         raise UsageError(text, "a mode is octal permission bits from 0 to 0777")
     return mode
 

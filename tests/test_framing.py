@@ -3,6 +3,7 @@ through real queues (fewer examples: each one runs ipctool twice)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -10,7 +11,14 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ipctool.streams import Framing, iter_chunks, iter_record_batches, stdin_records
+from ipctool.streams import (
+    Framing,
+    Oversized,
+    iter_chunks,
+    iter_record_batches,
+    stdin_batches,
+    stdin_records,
+)
 from ipctool.testing import run
 
 lines_strategy = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30)
@@ -21,9 +29,13 @@ def feed(chunks: list[bytes]) -> int:
     read_end, write_end = os.pipe()
 
     def writer() -> None:
-        for chunk in chunks:
-            os.write(write_end, chunk)
-        os.close(write_end)
+        try:
+            for chunk in chunks:
+                os.write(write_end, chunk)
+        except BrokenPipeError:
+            pass  # the reader stopped early (a record over the limit)
+        finally:
+            os.close(write_end)
 
     threading.Thread(target=writer, daemon=True).start()
     return read_end
@@ -38,6 +50,30 @@ def test_records_survive_any_chunking(lines: list[bytes], cuts: list[int]) -> No
         assert [r for batch in iter_record_batches(b"\n", fd) for r in batch] == lines
     finally:
         os.close(fd)
+
+
+@given(
+    records=st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\0", b"")), max_size=30),
+    cuts=st.lists(st.integers(min_value=0, max_value=9000)),
+    limit=st.integers(min_value=1, max_value=200),
+)
+def test_records_with_a_limit_stop_at_the_first_one_over_it(
+    records: list[bytes], cuts: list[int], limit: int
+) -> None:
+    """With a limit, the records before the first long one come out whole and in
+    order, then Oversized; never a part of a record, never one twice."""
+    data = b"".join(r + b"\0" for r in records)
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    fd = feed([data[a:b] for a, b in itertools.pairwise(points) if b > a])
+    got: list[bytes] = []
+    try:
+        with contextlib.suppress(Oversized):
+            for batch in stdin_batches(Framing.NULL, None, limit, fd=fd):
+                got.extend(batch)
+    finally:
+        os.close(fd)
+    first_long = next((i for i, r in enumerate(records) if len(r) > limit), len(records))
+    assert got == records[:first_long]
 
 
 @given(data=st.binary(max_size=5000), size=st.integers(min_value=1, max_value=700))

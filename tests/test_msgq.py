@@ -15,7 +15,7 @@ import pytest
 import sysv_ipc
 from conftest import run_as_nobody, sysv_keys_present
 
-from ipctool.testing import assert_one_line_error, command, run
+from ipctool.testing import Result, assert_one_line_error, command, run
 
 
 def ipcs_row(key: str) -> list[str] | None:
@@ -211,9 +211,27 @@ def test_clean_refuses_other_users_queue(sysv_key: str) -> None:
     assert run("msgq", "clean", sysv_key, "--force").code == 0
 
 
+# `$PYTHON -c "$IDLE" N [PID...]` in a script: exit 0 once `inspect --json` (on
+# stdin) lists N queues, each idle for more than a second (what --older-than 1
+# asks), and each PID has a thread blocked in msgrcv (a waiter clean must see).
+IDLE = """
+import json, os, sys
+records = json.load(sys.stdin)
+def blocked(pid):
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+            if f.read().split()[0] in ("70", "188"):  # msgrcv: x86_64, aarch64
+                return True
+    return False
+idle = all(r["idle_seconds"] > 1 for r in records)
+sys.exit(not (len(records) == int(sys.argv[1]) and idle and all(map(blocked, sys.argv[2:]))))
+"""
+
+
 def in_fresh_ipc_namespace(script: str) -> subprocess.CompletedProcess:
     """Run shell commands in a new IPC namespace (with its own mqueue mount), so
-    --stale sees only the queues the script makes, never another test's."""
+    --stale sees only the queues the script makes, never another test's. The
+    script has $IPCTOOL, $PYTHON and $IDLE."""
     ipctool = " ".join(command())
     body = f"mount -t mqueue none /dev/mqueue && IPCTOOL='{ipctool}' && {script}"
     return subprocess.run(
@@ -222,6 +240,7 @@ def in_fresh_ipc_namespace(script: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "PYTHON": sys.executable, "IDLE": IDLE},
     )
 
 
@@ -229,7 +248,7 @@ def test_clean_stale_in_private_namespace() -> None:
     script = """
       echo a | $IPCTOOL msgq send 0x1001 && echo b | $IPCTOOL msgq send /old &&
       $IPCTOOL msgq clean --stale --older-than 1h --json > fresh.json &&
-      sleep 2.2 &&
+      { until $IPCTOOL msgq inspect --json | $PYTHON -c "$IDLE" 2; do sleep 0.05; done } &&
       $IPCTOOL msgq clean --stale --older-than 1 --dry-run --json &&
       $IPCTOOL msgq inspect --json | grep -c '"target"' &&
       $IPCTOOL msgq clean --stale --older-than 1 --json &&
@@ -274,6 +293,7 @@ def decode_json_documents(text: str) -> list:
         ["send", "0x7e00ffff", "--type", "0"],
         ["send", "0x7e00ffff", "--bogus"],
         ["send", "0x7e00ffff", "--lines", "--stream"],
+        ["send", "0x7e00ffff", "--stream", "--type", str(1 << 30)],
         ["send", "/x", "--type", "3"],
         ["recv"],
         ["frobnicate"],
@@ -289,6 +309,43 @@ def test_usage_errors(args: list[str]) -> None:
 def test_recv_missing_queue_is_not_found() -> None:
     assert_one_line_error(run("msgq", "recv", "0x7e00fffe"), "msgq", 3)
     assert_one_line_error(run("msgq", "recv", "/ipctool-test-none"), "msgq", 3)
+
+
+def test_sysv_send_needs_only_write_permission(sysv_key: str) -> None:
+    """msgsnd needs write permission only; reading the queue's size limit needs read."""
+    assert run("msgq", "send", sysv_key, "--mode", "0622", "--data", "root").code == 0
+    sent = run_as_nobody("msgq", "send", sysv_key, "--data", "nobody")
+    assert sent.code == 0, sent.err
+    too_big = run_as_nobody("msgq", "send", sysv_key, input=b"x" * 9000)
+    assert_one_line_error(too_big, "msgq", 7)  # msgmax still applies
+    got = run("msgq", "recv", sysv_key, "--count", "2", "--lines")
+    assert (got.code, got.stdout) == (0, b"root\nnobody\n")
+
+
+def test_sysv_send_to_a_queue_made_write_only(sysv_key: str) -> None:
+    made = run_as_nobody("msgq", "send", sysv_key, "--mode", "0200", "--data", "kept")
+    assert made.code == 0, made.err
+    assert ipcs_row(sysv_key)[3] == "200"
+    assert run("msgq", "recv", sysv_key).stdout == b"kept"
+
+
+def test_posix_queue_limits_are_named(posix_name: str) -> None:
+    """mq_open's EMFILE also means RLIMIT_MSGQUEUE; its ENOSPC means queues_max."""
+    limited = subprocess.run(
+        ["prlimit", "--msgqueue=100", *command("msgq", "send", posix_name, "--data", "x")],
+        capture_output=True,
+        check=False,
+    )
+    result = Result(limited.returncode, limited.stdout, limited.stderr)
+    assert_one_line_error(result, "msgq", 1)
+    assert "RLIMIT_MSGQUEUE" in result.err and "100 bytes" in result.err, result.err
+    assert "files open" not in result.err
+    full = in_fresh_ipc_namespace(
+        "echo 0 > /proc/sys/fs/mqueue/queues_max && "
+        "setpriv --reuid=nobody --regid=nogroup --clear-groups $IPCTOOL msgq send /q --data x"
+    )
+    assert full.returncode == 1 and full.stderr.count("\n") == 1, full.stderr
+    assert "queues_max (0)" in full.stderr, full.stderr
 
 
 def test_permission_denied_for_nobody(sysv_key: str, posix_name: str) -> None:
@@ -307,11 +364,14 @@ def test_permission_denied_for_nobody(sysv_key: str, posix_name: str) -> None:
 # msgsnd, msgrcv, mq_timedsend, mq_timedreceive, poll, ppoll: where a blocked
 # ipctool waits (a POSIX queue is waited for by polling its mqd)
 BLOCKING_CALLS = {"x86_64": {69, 70, 242, 243, 7, 271}, "aarch64": {188, 189, 182, 183, 73}}
+# clock_nanosleep or poll: where a POSIX stream receiver or sender waits for the lock
+SLEEP_CALLS = {"x86_64": {230, 7, 271}, "aarch64": {115, 73}}  # or the poll of a pause
+READ_CALLS = {"x86_64": {0}, "aarch64": {63}}  # a sender waiting for more of stdin
 
 
-def wait_until_blocked(pid: int) -> None:
+def wait_until_blocked(pid: int, table: dict[str, set[int]] = BLOCKING_CALLS) -> None:
     """Until the process waits in the kernel on a queue (not still starting up)."""
-    calls = BLOCKING_CALLS.get(os.uname().machine)
+    calls = table.get(os.uname().machine)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if calls is None:
@@ -353,6 +413,13 @@ def test_ctrl_c_in_blocked_send_exits_130(sysv_key: str) -> None:
     assert run("msgq", "inspect", sysv_key, "--json").json()["messages"] == 2
 
 
+def signal_status(pid: int) -> dict[str, int]:
+    """The signal masks of /proc/PID/status (SigIgn, SigPnd, ShdPnd...) as numbers."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return {k: int(fields[k], 16) for k in ("SigPnd", "ShdPnd", "SigIgn", "SigCgt")}
+
+
 def test_background_job_keeps_ignoring_ctrl_c(sysv_key: str) -> None:
     """A shell starts background jobs with SIGINT ignored; ipctool must not undo that."""
     run("msgq", "send", sysv_key, "--data", "x")
@@ -365,25 +432,44 @@ def test_background_job_keeps_ignoring_ctrl_c(sysv_key: str) -> None:
     )
     wait_until_blocked(proc.pid)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.2)
+    # An ignored signal is dropped when it is sent: none is pending, and the
+    # process still waits in msgrcv. A handler would have ended the wait.
+    status = signal_status(proc.pid)
+    assert status["SigIgn"] & 1 << signal.SIGINT - 1, "ipctool took SIGINT from the shell"
+    assert not (status["SigPnd"] | status["ShdPnd"]) & 1 << signal.SIGINT - 1
+    wait_until_blocked(proc.pid)
     assert proc.poll() is None, "a Ctrl-C meant for the shell ended the background job"
     run("msgq", "send", sysv_key, "--data", "still here")
     out, err = proc.communicate(timeout=10)
     assert (proc.returncode, out, err) == (0, b"still here", b"")
 
 
+def exit_after_blocking(args: list[str], input: bytes = b"") -> tuple[int, bytes]:
+    """Run ipctool, see it block in the kernel on the queue, and wait for its exit."""
+    proc = subprocess.Popen(
+        command(*args), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    proc.stdin.write(input)
+    proc.stdin.close()
+    wait_until_blocked(proc.pid)
+    err = proc.stderr.read()
+    return proc.wait(timeout=30), err
+
+
 def test_timeout_on_empty_queue(sysv_key: str, posix_name: str) -> None:
     for target in (sysv_key, posix_name):
         run("msgq", "send", target, "--data", "x")
         run("msgq", "recv", target)
-        started = time.monotonic()
         assert run("msgq", "recv", target, "--nowait").code == 5
-        start_up = time.monotonic() - started  # what ipctool costs with no wait at all
-        started = time.monotonic()
-        result = run("msgq", "recv", target, "--timeout", "0.3")
-        waited = time.monotonic() - started - start_up
-        assert_one_line_error(result, "msgq", 124)
-        assert 0.25 <= waited < 5, waited  # it waited about 0.3 s, and it did give up
+        code, err = exit_after_blocking(["msgq", "recv", target, "--timeout", "1"])
+        assert_one_line_error(Result(code, b"", err), "msgq", 124)  # it waited, and gave up
+
+
+def test_follow_timeout_is_an_idle_limit_that_ends_with_0(sysv_key: str) -> None:
+    run("msgq", "send", sysv_key, "--lines", input=b"1\n2\n")
+    followed = run("msgq", "recv", sysv_key, "--follow", "--lines", "--timeout", "0.2")
+    assert (followed.code, followed.stdout, followed.stderr) == (0, b"1\n2\n", b"")
+    assert_one_line_error(run("msgq", "recv", sysv_key, "--timeout", "0.2"), "msgq", 124)
 
 
 def test_nowait_and_drain(sysv_key: str) -> None:
@@ -399,6 +485,107 @@ def test_follow_into_closed_pipe_ends_quietly(sysv_key: str) -> None:
     done = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=20)
     assert done.stdout == b"first\n"
     assert done.stderr == b""
+
+
+def numbered(count: int) -> list[bytes]:
+    return [b"message %06d" % i for i in range(count)]
+
+
+def drain(target: str) -> list[bytes]:
+    got = run("msgq", "recv", target, "--lines", "--follow", "--nowait")
+    assert got.code == 0, got.err
+    return got.stdout.splitlines()
+
+
+def test_a_reader_that_leaves_takes_only_what_it_read(sysv_key: str, posix_name: str) -> None:
+    """`recv --follow | head -1` with many queued: only the line head printed leaves
+    the queue. recv takes the next message only once the pipe has been read empty,
+    and puts back what the reader left unread in the pipe (at the end)."""
+    sent = numbered(100)
+    for target in (sysv_key, posix_name):
+        many = sent if target == sysv_key else sent[:10]  # a POSIX queue holds 10
+        assert run("msgq", "send", target, "--lines", input=b"\n".join(many) + b"\n").code == 0
+        shell = f"{' '.join(command())} msgq recv {target} --follow --lines | head -1"
+        done = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=30)
+        assert (done.stdout, done.stderr) == (many[0] + b"\n", b"")
+        rest = drain(target)
+        assert sorted(rest) == many[1:], f"{target}: {len(rest)} of {len(many) - 1} left"
+
+
+# Reads one line byte by byte, waits until recv has written the next message into the
+# pipe, and leaves without reading it: the window between recv's check and its write.
+LEAVING_READER = """
+import array, fcntl, os, sys, termios, time
+line = b""
+while not line.endswith(b"\\n"):
+    line += os.read(0, 1)
+sys.stdout.buffer.write(line)
+sys.stdout.flush()
+waiting = array.array("i", [0])
+while not waiting[0]:
+    fcntl.ioctl(0, termios.FIONREAD, waiting)
+    time.sleep(0.001)
+"""
+
+
+def test_a_message_written_after_the_readers_last_read_goes_back(sysv_key: str) -> None:
+    sent = numbered(20)
+    run("msgq", "send", sysv_key, "--lines", input=b"\n".join(sent) + b"\n")
+    reader = f"{sys.executable} -c '{LEAVING_READER}'"
+    shell = f"{' '.join(command())} msgq recv {sysv_key} --follow --lines | {reader}"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=30)
+    assert (done.stdout, done.stderr) == (sent[0] + b"\n", b"")
+    assert drain(sysv_key) == sent[2:] + sent[1:2]  # the unread one, put back at the end
+
+
+@pytest.mark.parametrize("framing", [["--lines"], ["--json"], []], ids=str)
+def test_messages_not_written_are_put_back(
+    sysv_key: str, posix_name: str, framing: list[str]
+) -> None:
+    sent = numbered(5)
+    for target in (sysv_key, posix_name):
+        assert run("msgq", "send", target, "--lines", input=b"\n".join(sent) + b"\n").code == 0
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(
+                command("msgq", "recv", target, "--count", "3", *framing),
+                stdout=full,
+                stderr=subprocess.PIPE,
+                timeout=30,
+            )
+        result = Result(done.returncode, b"", done.stderr)
+        assert_one_line_error(result, "msgq", 1)
+        assert "stdout: no space left on device" in result.err
+        assert "3 messages" in result.err and "put back" in result.err, result.err
+        assert drain(target) == sent[3:] + sent[:3]  # put back at the end, in order
+
+
+def test_messages_that_cannot_go_back_are_said_lost(sysv_key: str) -> None:
+    assert run("msgq", "send", sysv_key, "--mode", "0644", "--data", "only").code == 0
+    shell = f"setpriv --reuid=nobody --regid=nogroup --clear-groups {' '.join(command())}"
+    done = subprocess.run(
+        ["bash", "-c", f"{shell} msgq recv {sysv_key} > /dev/full"], capture_output=True
+    )
+    result = Result(done.returncode, b"", done.stderr)
+    assert_one_line_error(result, "msgq", 1)
+    assert "1 message" in result.err and "lost" in result.err, result.err
+
+
+def test_a_reader_gone_before_the_write_loses_nothing(sysv_key: str) -> None:
+    sent = numbered(3)
+    run("msgq", "send", sysv_key, "--lines", input=b"\n".join(sent) + b"\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            command("msgq", "recv", sysv_key, "--lines", "--count", "2"),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=30,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, b"")
+    assert drain(sysv_key) == sent[1:] + sent[:1]  # one taken, not written, put back
 
 
 def test_follow_notices_closed_pipe_while_waiting(sysv_key: str) -> None:
@@ -422,10 +609,8 @@ def test_send_to_full_queue_waits_then_times_out(sysv_key: str, posix_name: str)
         assert run("msgq", "send", posix_name, "--data", "x").code == 0
     for target, data in ((sysv_key, full), (posix_name, b"x")):
         assert_one_line_error(run("msgq", "send", target, "--nowait", input=data), "msgq", 5)
-        started = time.monotonic()
-        timed_out = run("msgq", "send", target, "--timeout", "0.3", input=data)
-        assert_one_line_error(timed_out, "msgq", 124)
-        assert time.monotonic() - started >= 0.3
+        code, err = exit_after_blocking(["msgq", "send", target, "--timeout", "1"], data)
+        assert_one_line_error(Result(code, b"", err), "msgq", 124)  # it waited, and gave up
 
 
 def test_private_queue_by_id() -> None:
@@ -479,7 +664,9 @@ def test_clean_stale_skips_queues_in_use_or_not_ours() -> None:
       setpriv --reuid=nobody --regid=nogroup --clear-groups $IPCTOOL msgq send 0x2003 --data n
       $PYTHON -c "$THREAD_WAITER" &
       thread_waiter=$!
-      sleep 2.2
+      until $IPCTOOL msgq inspect --json | $PYTHON -c "$IDLE" 4 $waiter $thread_waiter; do
+        sleep 0.05
+      done
       $IPCTOOL msgq clean --stale --older-than 1 --json
       status=$?
       kill $waiter $thread_waiter
@@ -490,7 +677,7 @@ def test_clean_stale_skips_queues_in_use_or_not_ours() -> None:
         "q = sysv_ipc.MessageQueue(0x2004, sysv_ipc.IPC_CREAT, 0o600)\n"
         "threading.Thread(target=q.receive).start()\n"
     )
-    script = f"PYTHON={sys.executable}; THREAD_WAITER='{thread_waiter}'; {script}"
+    script = f"THREAD_WAITER='{thread_waiter}'; {script}"
     done = in_fresh_ipc_namespace(script)
     assert done.returncode == 0, done.stderr
     actions = {r["target"]: (r["action"], r["reason"]) for r in json.loads(done.stdout)}
@@ -512,7 +699,72 @@ def test_stdin_and_stdout_failures_are_named(sysv_key: str) -> None:
         done = subprocess.run(
             command("msgq", "recv", sysv_key), stdout=full, stderr=subprocess.PIPE
         )
-    assert done.stderr.decode().strip() == "ipctool: msgq: stdout: no space left on device"
+    line = done.stderr.decode().strip()
+    assert line.startswith("ipctool: msgq: stdout: no space left on device"), line
+    key = int(sysv_key, 16)
+    assert line.endswith(f"1 message not written put back in 0x{key:08x} (at the end)"), line
+
+
+def queue_exists(target: str) -> bool:
+    if target.startswith("/"):
+        return run("msgq", "inspect", target, "--json").code != 3
+    return int(target, 16) in sysv_keys_present()
+
+
+@pytest.mark.parametrize("framing", [[], ["--lines"], ["--null"], ["--stream"]], ids=str)
+def test_closed_stdin_creates_nothing(sysv_key: str, posix_name: str, framing: list[str]) -> None:
+    for target in (sysv_key, posix_name):
+        shell = " ".join([*command("msgq", "send", target), *framing, "<&-"])
+        closed = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=30)
+        assert (closed.returncode, closed.stderr) == (
+            1,
+            b"ipctool: msgq: stdin: bad file descriptor\n",
+        )
+        assert not queue_exists(target), f"{target} was created"
+
+
+def feed_until_refused(args: list[str], unit: bytes) -> tuple[Result, int]:
+    """Run ipctool with stdin a pipe fed `unit` over and over until ipctool stops
+    reading; returns its result and how many bytes it was given."""
+    proc = subprocess.Popen(
+        command(*args),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        bufsize=0,  # nothing is left in a buffer when ipctool stops reading
+    )
+    given = 0
+    block = unit * (65536 // len(unit))
+    with contextlib.suppress(BrokenPipeError):
+        while given < 1 << 30:  # a bound for the test only: ipctool must stop far earlier
+            proc.stdin.write(block)
+            given += len(block)
+        proc.stdin.close()
+    err = proc.stderr.read()
+    return Result(proc.wait(timeout=30), b"", err), given
+
+
+@pytest.mark.parametrize(("framing", "unit"), [("--lines", b"\0"), ("--null", b"y\n")])
+def test_endless_record_stops_at_the_limit(
+    sysv_key: str, posix_name: str, framing: str, unit: bytes
+) -> None:
+    """A record without its separator is refused once it passes the limit (exit 7),
+    having read about the limit, not all of stdin; the first record creates nothing."""
+    for target in (sysv_key, posix_name):
+        result, given = feed_until_refused(["msgq", "send", target, framing], unit)
+        assert_one_line_error(result, "msgq", 7)
+        assert "record" in result.err
+        assert given < 1 << 20, f"ipctool read {given} bytes of one endless record"
+        assert not queue_exists(target)
+
+
+def test_record_over_the_limit_after_others(sysv_key: str) -> None:
+    data = b"first\nsecond\n" + b"x" * 100_000 + b"\nnever\n"
+    result = run("msgq", "send", sysv_key, "--lines", input=data)
+    assert_one_line_error(result, "msgq", 7)
+    assert "earlier records were sent" in result.err
+    got = run("msgq", "recv", sysv_key, "--lines", "--follow", "--nowait")
+    assert (got.code, got.stdout) == (0, b"first\nsecond\n")
 
 
 def test_messages_received_before_an_error_are_written() -> None:
@@ -528,9 +780,33 @@ def test_messages_received_before_an_error_are_written() -> None:
     assert "larger than msgmax" in done.stderr
 
 
+def test_follow_receiver_grows_its_buffer_when_msgmax_is_raised(tmp_path) -> None:
+    """A receiver sizes its buffer to msgmax when it starts; a larger message sent
+    after msgmax was raised is received whole, not refused as too large."""
+    script = """
+      $IPCTOOL msgq send 0x3002 --data small || exit 1
+      $IPCTOOL msgq recv 0x3002 --follow --timeout 30 > out &
+      receiver=$!
+      until [ -s out ]; do sleep 0.01; done   # it has started: "small" arrived
+      echo 65536 > /proc/sys/kernel/msgmax
+      echo 65536 > /proc/sys/kernel/msgmnb
+      $PYTHON -c "$GROW" && head -c 12000 /dev/urandom > big && $IPCTOOL msgq send 0x3002 < big
+      $IPCTOOL msgq send 0x3002 --data end || exit 1
+      until [ $(wc -c < out) -ge 12008 ]; do
+        kill -0 $receiver 2>/dev/null || { wait $receiver; echo "receiver exit $?"; exit 1; }
+        sleep 0.01
+      done
+      kill $receiver; wait $receiver  # a background job ignores SIGINT: TERM ends it
+      { printf small; cat big; printf end; } | cmp - out && echo same
+    """
+    grow = "import sysv_ipc; sysv_ipc.MessageQueue(0x3002).max_size = 65536"  # msg_qbytes
+    done = in_fresh_ipc_namespace(f"GROW='{grow}'; cd {tmp_path}; {script}")
+    assert done.stdout == "same\n", (done.stdout, done.stderr)
+
+
 def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path) -> None:
     sent = [f"{i:06d}" for i in range(300_000)]  # about 0.5 s of traffic to interrupt
-    for trial, delay in enumerate((0.2, 0.35)):
+    for trial, received in enumerate((1, 100_000)):  # interrupt after this many messages
         proc = subprocess.Popen(command("msgq", "send", sysv_key, "--lines"), stdin=subprocess.PIPE)
         feeder = threading.Thread(
             target=proc.communicate, args=("".join(s + "\n" for s in sent).encode(),)
@@ -543,11 +819,169 @@ def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path) -> None:
                 stdout=out,
                 stderr=subprocess.PIPE,
             )
-            time.sleep(delay)
+            wait_for_size(out_path, 7 * received, receiver)  # 7 bytes a line
             receiver.send_signal(signal.SIGINT)
             assert receiver.wait(timeout=10) == 130
-        # Drain the rest while the sender finishes; it ends after 1 s without a message.
-        rest = run("msgq", "recv", sysv_key, "--lines", "--follow", "--timeout", "1").stdout
+        # The rest, exactly as many as were not received, while the sender finishes
+        # (into a file: into a pipe, recv would take one message at a time).
+        got = out_path.read_bytes().decode().split()
+        with open(tmp_path / "rest", "wb") as rest:
+            count = str(len(sent) - len(got))
+            drained = subprocess.run(
+                command("msgq", "recv", sysv_key, "--lines", "-c", count), stdout=rest
+            )
         feeder.join(timeout=30)
-        got = out_path.read_bytes().decode().split() + rest.decode().split()
+        assert (drained.returncode, proc.returncode) == (0, 0)
+        got += (tmp_path / "rest").read_bytes().decode().split()
         assert got == sent, f"trial {trial}: {len(got)} of {len(sent)} messages"
+        assert run("msgq", "recv", sysv_key, "--nowait").code == 5  # and nothing more
+
+
+# --- streams: a start, an identity, an end ------------------------------------------
+
+
+def start_sender(
+    target: str, data: bytes, *extra: str, more_to_come: bool = False
+) -> subprocess.Popen:
+    """`send --stream` fed from a thread (it blocks once the queue is full). With
+    more_to_come, its stdin stays open after `data`: the stream cannot end."""
+    proc = subprocess.Popen(
+        command("msgq", "send", target, "--stream", *extra),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            proc.stdin.write(data)
+            if not more_to_come:
+                proc.stdin.close()
+
+    threading.Thread(target=feed, daemon=True).start()
+    return proc
+
+
+def start_receiver(target: str, out_path, *extra: str) -> subprocess.Popen:
+    with open(out_path, "wb") as out:
+        return subprocess.Popen(
+            command("msgq", "recv", target, "--stream", *extra), stdout=out, stderr=subprocess.PIPE
+        )
+
+
+def wait_for_size(path, size: int, proc: subprocess.Popen) -> None:
+    """Until `path` has at least `size` bytes (while proc still runs)."""
+    deadline = time.monotonic() + 30
+    while os.path.getsize(path) < size:
+        assert proc.poll() is None, f"exited {proc.returncode}: {proc.stderr.read()!r}"
+        assert time.monotonic() < deadline, f"{os.path.getsize(path)} of {size} bytes"
+        time.sleep(0.005)
+
+
+def sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_stream_after_an_interrupted_one_gets_only_its_own_bytes(
+    sysv_key: str, posix_name: str, tmp_path
+) -> None:
+    """A sender interrupted before any receiver came leaves its start and first
+    pieces in the queue; the next stream's receiver skips them with a warning."""
+    for target in (sysv_key, posix_name):
+        interrupted = start_sender(target, os.urandom(1 << 20))
+        wait_until_blocked(interrupted.pid)  # the queue is full
+        interrupted.send_signal(signal.SIGINT)
+        assert interrupted.wait(timeout=10) == 130
+        data = os.urandom(300_000)
+        receiver = start_receiver(target, tmp_path / "out", "--timeout", "30")
+        sender = start_sender(target, data)
+        assert sender.wait(timeout=30) == 0, sender.stderr.read()
+        assert receiver.wait(timeout=30) == 0, receiver.stderr.read()
+        got = (tmp_path / "out").read_bytes()
+        assert (len(got), sha(got)) == (len(data), sha(data))
+        warning = receiver.stderr.read().decode()
+        assert warning.count("\n") == 1 and "skipped" in warning, warning
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_receiver_of_a_stream_whose_sender_stops_fails(
+    sysv_key: str, posix_name: str, tmp_path, stop: int
+) -> None:
+    """The sender stops after 1 MB: its receiver says so (exit 1) instead of waiting
+    forever, and the next stream arrives whole."""
+    for target in (sysv_key, posix_name):
+        run("msgq", "send", target, "--data", "")  # make the queue for the receiver
+        run("msgq", "recv", target)
+        out = tmp_path / "broken"
+        receiver = start_receiver(target, out, "--timeout", "60")
+        wait_until_blocked(receiver.pid)
+        sender = start_sender(target, os.urandom(3 << 19), more_to_come=True)
+        wait_for_size(out, 1 << 20, receiver)
+        wait_until_blocked(sender.pid, READ_CALLS)  # all sent, and the stream goes on
+        sender.send_signal(stop)
+        sender.wait(timeout=10)
+        sender.stdin.close()
+        assert receiver.wait(timeout=30) == 1
+        line = receiver.stderr.read().decode()
+        assert line.count("\n") == 1 and f"pid {sender.pid}" in line, line
+        data = os.urandom(200_000)
+        assert stream_through(target, data, tmp_path) == data
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_two_streams_at_once_each_arrive_whole(
+    sysv_key: str, posix_name: str, tmp_path, trial: int
+) -> None:
+    """Two senders and two receivers on one queue at once: SysV keeps the streams
+    apart by type, POSIX makes the second sender wait for the first."""
+    for target in (sysv_key, posix_name):
+        run("msgq", "send", target, "--data", "")
+        run("msgq", "recv", target)
+        outs = [tmp_path / f"{trial}-{n}" for n in range(2)]
+        receivers = []
+        for out in outs:  # the second POSIX receiver waits for the first to be done
+            receivers.append(start_receiver(target, out, "--timeout", "60"))
+            if target == posix_name and len(receivers) == 2:
+                wait_until_blocked(receivers[-1].pid, SLEEP_CALLS)
+            else:
+                wait_until_blocked(receivers[-1].pid)
+        sent = [os.urandom(400_000), os.urandom(300_000)]
+        senders = [start_sender(target, data) for data in sent]
+        for proc in senders + receivers:
+            assert proc.wait(timeout=60) == 0, proc.stderr.read()
+            assert proc.stderr.read() == b""
+        got = sorted((len(b), sha(b)) for b in (out.read_bytes() for out in outs))
+        assert got == sorted((len(b), sha(b)) for b in sent)
+
+
+def test_stream_data_that_looks_like_the_protocol(sysv_key: str, posix_name: str) -> None:
+    from ipctool.stream_protocol import END, START, control
+
+    for target in (sysv_key, posix_name):
+        for data in (control(END, 0, 0), control(START, 1, 2) + control(END, 1, 57)):
+            assert run("msgq", "send", target, "--stream", input=data).code == 0
+            got = run("msgq", "recv", target, "--stream", "--nowait")
+            assert (got.code, got.stdout, got.err) == (0, data, "")
+
+
+@pytest.mark.parametrize("into", ["pipe", "file"])
+def test_many_lines_arrive_exactly_once_in_order(
+    sysv_key: str, posix_name: str, tmp_path, into: str
+) -> None:
+    """Into a pipe recv takes a message at a time, into a file in batches: either
+    way every message arrives once, in order (same count and sha256)."""
+    sent = b"".join(b"%015d\n" % i for i in range(20_000))
+    for target in (sysv_key, posix_name):
+        run("msgq", "send", target, "--data", "")  # make the queue for the receiver
+        run("msgq", "recv", target)
+        out = tmp_path / f"{into}-{target.strip('/')}"
+        recv = " ".join(command("msgq", "recv", target, "--lines", "--count", "20000"))
+        shell = f"{recv} | cat > {out}" if into == "pipe" else f"{recv} > {out}"
+        receiver = subprocess.Popen(["bash", "-c", shell], stderr=subprocess.PIPE)
+        assert run("msgq", "send", target, "--lines", input=sent).code == 0
+        assert receiver.wait(timeout=60) == 0, receiver.stderr.read()
+        got = out.read_bytes()
+        assert (got.count(b"\n"), sha(got)) == (20_000, sha(sent))
+        assert run("msgq", "recv", target, "--nowait").code == 5  # nothing left over

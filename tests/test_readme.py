@@ -158,3 +158,17 @@ def test_hook_docstring_examples_run() -> None:
         exec(compile(code, f"<{hook} docstring>", "exec"), namespace)
         returned = namespace[hook]()
         assert returned and all(isinstance(item, kind) for item in returned), returned
+
+
+def test_shell_examples_are_one_command_per_line() -> None:
+    """Every shell line of the README runs when pasted: no second command sits on
+    a line after spaces (only |, &&, ; or & may join commands)."""
+    blocks = re.findall(r"```(\w*)\n(.*?)```", README, re.DOTALL)
+    lines = [line for lang, body in blocks if lang == "" for line in body.splitlines()]
+    assert lines
+    crowded = [
+        line
+        for line in lines
+        if re.search(r"\bipctool\b[^|&;#]*\s\s+ipctool\b", line.split(" # ", 1)[0])
+    ]
+    assert crowded == []

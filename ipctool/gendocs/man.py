@@ -52,7 +52,10 @@ EXIT_CODES: dict[ExitCode, str] = {
         "--force removes it anyway."
     ),
     ExitCode.TOO_LARGE: "Too large: the data does not fit the object's limit.",
-    ExitCode.TIMEOUT: "Timeout: --timeout ran out (as timeout(1) exits).",
+    ExitCode.TIMEOUT: (
+        "Timeout: --timeout ran out (as timeout(1) exits); with recv --follow it is an "
+        "idle limit, and ends with 0."
+    ),
     ExitCode.INTERRUPTED: "Interrupted by Ctrl-C (128 + SIGINT).",
     ExitCode.BROKEN_PIPE: "Output pipe closed: the reader went away (128 + SIGPIPE); no message.",
 }
@@ -66,7 +69,7 @@ ENVIRONMENT = {
         "Comma-separated plugin names (entry-point or distribution names) never to load; "
         f"this wins over {LOAD_ENV}. The way out when two plugins claim one mechanism."
     ),
-    DEBUG_ENV: "If set and not empty, act as --debug: show a traceback for unexpected errors.",
+    DEBUG_ENV: "1, true or yes (any case): act as --debug, showing a traceback for errors.",
 }
 
 Command = TyperCommand | TyperGroup

@@ -4,7 +4,6 @@ No `from __future__ import annotations` here: typer would then resolve every
 annotation from a string when it builds a verb, which costs start-up time.
 """
 
-import functools
 import os
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ import typer
 
 from ipctool.api import (
     DEFAULT_MODE,
+    STREAM_CHANNEL_BASE,
     Count,
     CString,
     Data,
@@ -24,22 +24,18 @@ from ipctool.api import (
     Nowait,
     Null,
     ReadyFd,
-    RecordWriter,
     Stream,
     TimeoutOption,
-    TooLarge,
     UsageError,
     format_key,
     framing_from_flags,
     new_app,
     parse_posix_name,
     parse_sysv_key,
-    stdin_batches,
-    stdin_records,
-    write_messages,
-    write_stream,
+    receive,
+    recv_framing,
+    send_messages,
 )
-from ipctool_plugins.msgq.limits import check_size
 
 app = new_app(
     help="""Message queues: SysV (KEY in decimal or 0x-hex, or --id ID) and POSIX (/NAME).
@@ -138,6 +134,19 @@ def message_meta(where: Where, mtype: int | None, priority: int | None, sending:
     return mtype if mtype is not None else (1 if sending else 0)
 
 
+def stream_meta(where: Where, framing: Framing, mtype: int | None, meta: int) -> int:
+    """What selects a SysV stream's start message: types from STREAM_CHANNEL_BASE
+    up carry streams' pieces, so --type stays below, and recv without --type
+    takes the first start of any type below."""
+    if framing is not Framing.STREAM or where.posix:
+        return meta
+    if mtype is not None and abs(mtype) >= STREAM_CHANNEL_BASE:
+        raise UsageError(str(mtype), f"with --stream, --type is below {STREAM_CHANNEL_BASE}")
+    if mtype is None and meta == 0:  # recv without --type: any start, never a piece
+        return -(STREAM_CHANNEL_BASE - 1)
+    return meta
+
+
 def open_existing(where: Where, write: bool = True) -> Any:
     """The queue if it exists (None if not, unless it was named by --id)."""
     try:
@@ -201,28 +210,26 @@ def send(
     """
     framing = framing_from_flags(lines, null, stream)
     where = resolve(target, queue_id)
-    meta = message_meta(where, mtype, priority, sending=True)
-    payload = None if data is None else os.fsencode(data)  # bytes as typed, even non-UTF-8
-    terminator = b"\0" if cstring and framing is not Framing.STREAM else b""
-    queue = open_existing(where)
-    limit = queue.message_limit if queue else new_queue_limit(where)
-    if framing is Framing.WHOLE:  # too large: fail before creating or sending anything
-        whole = next(stdin_records(framing, payload, limit)) + terminator
-        check_size(where.label, len(whole), limit, new=queue is None, cut=payload is None)
-    queue = queue or open_queue(where, create=True, mode=mode, write=True)
-    put = queue.put
-    if framing is Framing.WHOLE:
-        put(whole, meta, nowait, timeout)
-        return
-    for batch in stdin_batches(framing, payload, limit):
-        for record in [r + terminator for r in batch] if terminator else batch:
-            try:
-                put(record, meta, nowait, timeout)
-            except TooLarge:  # a --lines/--null record: earlier ones went already
-                check_size(where.label, len(record), limit, whole=False)
-                raise
-    if framing is Framing.STREAM:
-        put(b"", meta, nowait, timeout)  # the end marker
+    meta = stream_meta(where, framing, mtype, message_meta(where, mtype, priority, sending=True))
+    existing = open_existing(where)
+
+    def create() -> Any:
+        queue = existing or open_queue(where, create=True, mode=mode, write=True)
+        queue.sending(meta, nowait, timeout)
+        if framing is Framing.STREAM and where.posix:
+            queue.lock_for_stream()
+        return queue
+
+    send_messages(
+        framing,
+        limit=existing.message_limit if existing else new_queue_limit(where),
+        create=create,
+        label=where.label,
+        data=None if data is None else os.fsencode(data),  # bytes as typed, even non-UTF-8
+        terminator=b"\0" if cstring else b"",
+        limit_of="the queue's" if existing else "a new queue's",
+        channels=not where.posix,  # SysV: each stream's pieces under a type of its own
+    )
 
 
 @app.command()
@@ -261,7 +268,9 @@ def recv(
     """Receive messages to stdout: one by default, --count N, or --follow.
 
     POSIX queues give the highest priority first. --follow --nowait drains the
-    queue and exits 0 when it is empty.
+    queue and exits 0 when it is empty; --follow --timeout N stops after N
+    seconds without a message and exits 0 (without --follow, a timeout is
+    exit 124).
 
     \b
     Examples:
@@ -271,36 +280,28 @@ def recv(
       ipctool msgq recv 12345 --stream > copy.tar
       ipctool msgq recv /jobs --create --follow &   # before any sender
     """
-    framing = framing_from_flags(lines, null, stream)
+    framing = recv_framing(lines, null, stream, count=count, follow=follow, as_json=as_json)
     where = resolve(target, queue_id)
-    selector = message_meta(where, mtype, None, sending=False)
-    if framing is Framing.STREAM and (follow or as_json or count != 1):
-        raise UsageError(None, "--stream receives one whole stream; drop --count/--follow/--json")
-    if follow and count != 1:
-        raise UsageError(None, "--follow receives until stopped; --count N stops after N")
+    selector = stream_meta(where, framing, mtype, message_meta(where, mtype, None, sending=False))
     if create and where.queue_id is not None:
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
-    writer = RecordWriter(framing, cstring)
-    wait = functools.partial(queue.wait, selector, nowait, timeout)
-    poll, empty = queue.poller(selector)
+    inbox = queue.receiving(selector, nowait, timeout)
     from ipctool.api import announce_ready  # recv's alone: send does not load it
 
     # Ready: the queue is open, and recv is about to poll it and wait.
     announce_ready(where.label if where.queue_id is None else f"--id={where.queue_id}", ready_fd)
-    try:
-        if framing is Framing.STREAM:
-            write_stream(poll, empty, wait, writer)
-        else:
-            write_messages(
-                poll,
-                empty,
-                wait,
-                writer,
-                count=count,
-                follow=follow,
-                meta_key="priority" if where.posix else "type",
-                as_json=as_json,
-            )
-    except Exception as exc:  # the library's own errors, from the direct poll
-        raise queue.translate(exc) from None
+    if framing is Framing.STREAM and where.posix:
+        inbox.lock_for_stream(receiving=True)
+    receive(
+        inbox,
+        framing,
+        count=count,
+        follow=follow,
+        nowait=nowait,
+        timeout=timeout,
+        as_json=as_json,
+        cstring=cstring,
+        meta_key="priority" if where.posix else "type",
+    )
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 from typing import Any
@@ -54,18 +55,29 @@ class SysvQueue:
     def __init__(self, key: int, *, create: bool = False, mode: int = 0o600) -> None:
         self.key: int | None = key  # None for a queue reached by id
         self.label = format_key(key)
-        flags = sysv_ipc.IPC_CREAT if create else 0
         try:
-            # The receive buffer is sized to the system's largest message, so a
-            # message is never cut short (sysv_ipc's default is 2048 bytes).
-            self.queue = sysv_ipc.MessageQueue(
-                signed_key(key), flags, mode, max_message_size=msgmax()
-            )
+            self.queue = self._open(create, mode)
         except sysv_ipc.ExistentialError:
             raise NotFound(self.label, "no such queue") from None
         except sysv_ipc.PermissionsError:
             raise PermissionDenied(self.label, "permission denied") from None
-        self.message_limit = min(msgmax(), self._max_bytes())
+        self.message_limit = min(msgmax(), self._max_bytes() or msgmax())
+
+    def _open(self, create: bool, mode: int) -> Any:
+        # The receive buffer is sized to the system's largest message, so a
+        # message is never cut short (sysv_ipc's default is 2048 bytes).
+        size = self.buffer_size = msgmax()
+        assert self.key is not None  # by_id() makes the queues reached by id
+        if create:
+            try:
+                return sysv_ipc.MessageQueue(
+                    signed_key(self.key), sysv_ipc.IPC_CREX, mode, max_message_size=size
+                )
+            except sysv_ipc.ExistentialError:
+                pass  # it exists: use it as it is
+        # An existing queue is opened asking for no permission: msgget would refuse
+        # a write-only user who asked for read too; msgsnd and msgrcv check each.
+        return sysv_ipc.MessageQueue(signed_key(self.key), 0, 0, max_message_size=size)
 
     @classmethod
     def by_id(cls, queue_id: int) -> SysvQueue:
@@ -77,65 +89,113 @@ class SysvQueue:
         queue.key, queue.label = None, f"id {queue_id}"
         # A message over msg_qbytes would block forever: the limit is the smaller.
         room = queue_bytes(queue_id, int(row["qnum"])) or msgmax()
-        queue.message_limit = min(msgmax(), room)
+        queue.message_limit = queue.buffer_size = min(msgmax(), room)
         queue.queue = QueueById(queue_id, queue.message_limit)
         return queue
 
-    def _max_bytes(self) -> int:
+    def _max_bytes(self) -> int | None:
+        """msg_qbytes, or None for a sender without read permission: msgsnd needs
+        only write permission, but IPC_STAT needs read (msgmax still bounds a message)."""
         try:
             return self.queue.max_size
         except sysv_ipc.PermissionsError:
-            raise PermissionDenied(self.label, "permission denied") from None
+            return None
 
     def check_size(self, size: int) -> None:
         check_size(self.label, size, self.message_limit)
 
-    def put(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
+    def sending(self, mtype: int, nowait: bool, timeout: float | None) -> SysvQueue:
+        """This queue as send's Outlet: messages of type mtype, waiting as asked."""
+        self.mtype, self.nowait, self.timeout = mtype, nowait, timeout
+        return self
+
+    def put(self, data: bytes, channel: int | None = None) -> None:
+        """One message of type mtype (or of a stream's channel, a type of its own)."""
+        mtype = channel or self.mtype
         try:
             self.queue.send(data, False, mtype)  # the fast path: room in the queue
         except Exception:
-            self._put_slowly(data, mtype, nowait, timeout)
+            self._put_slowly(data, mtype)
 
-    def _put_slowly(self, data: bytes, mtype: int, nowait: bool, timeout: float | None) -> None:
+    def _put_slowly(self, data: bytes, mtype: int) -> None:
         self.check_size(len(data))  # msgsnd says only EINVAL for a message over msg_qbytes
         try:
             try:
                 self.queue.send(data, False, mtype)
                 return
             except sysv_ipc.BusyError:
-                if nowait:
+                if self.nowait:
                     raise WouldBlock(self.label, "queue is full") from None
             except ValueError:
                 self.check_size(len(data))
                 raise
             wait_for(
                 lambda: self.queue.send(data, True, mtype),
-                timeout=timeout,
+                timeout=self.timeout,
                 obj=self.label,
                 signaled=sysv_ipc.Error,
             )
         except (sysv_ipc.Error, OSError) as exc:
             raise self.translate(exc) from None
 
-    def poller(self, mtype: int) -> tuple[Any, type[BaseException]]:
+    def try_put(self, data: bytes, channel: int | None = None) -> None:
+        self.queue.send(data, False, channel or self.mtype)
+
+    def take_all(self, channel: int) -> None:
+        """Remove the messages of one type (a stream's pieces that no one will read);
+        a sender that may not read the queue leaves them."""
+        receive = self.queue.receive
+        with contextlib.suppress(sysv_ipc.BusyError, sysv_ipc.PermissionsError):
+            while True:
+                receive(False, channel)
+
+    def receiving(
+        self, mtype: int, _nowait: bool = False, _timeout: float | None = None
+    ) -> SysvQueue:
+        """This queue as recv's Inbox, selecting messages by type as msgrcv does."""
+        self.selector = mtype
+        return self
+
+    def poller(self, channel: int | None = None) -> tuple[Any, type[BaseException]]:
         """sysv_ipc's own non-blocking receive, and what it raises on an empty queue:
         recv's loops call it directly (errors go through translate())."""
+        mtype = self.selector if channel is None else channel
         return functools.partial(self.queue.receive, False, mtype), sysv_ipc.BusyError
 
-    def wait(self, mtype: int, nowait: bool, timeout: float | None) -> tuple[bytes, int]:
+    def wait(self, channel: int | None, timeout: float | None) -> tuple[bytes, int]:
         """Block for a message; callers poll() first, so none is waiting now."""
-        if nowait:
-            raise WouldBlock(self.label, "no message")
-        try:
-            return wait_for(
-                lambda: self.queue.receive(True, mtype),
-                timeout=timeout,
-                obj=self.label,
-                signaled=sysv_ipc.Error,
-                watch_stdout=True,
-            )
-        except (sysv_ipc.Error, OSError) as exc:
-            raise self.translate(exc) from None
+        mtype = self.selector if channel is None else channel
+        return wait_for(
+            lambda: self.queue.receive(True, mtype),
+            timeout=timeout,
+            obj=self.label,
+            signaled=sysv_ipc.Error,
+            watch_stdout=True,
+        )
+
+    def put_back(self, messages: list[tuple[bytes, int]]) -> None:
+        """Messages recv took but could not write, sent again with their types
+        (never waiting: they were just taken, so there is room unless others
+        filled it since)."""
+        for data, mtype in messages:
+            self.queue.send(data, False, mtype)
+
+    def recover(self, exc: BaseException) -> bool:
+        """E2BIG: a message larger than the receive buffer, which was sized to msgmax
+        when the queue was opened. If msgmax has grown since, so does the buffer."""
+        if not (isinstance(exc, OSError) and exc.errno == errno.E2BIG):
+            return False
+        size = msgmax()
+        if size <= self.buffer_size:
+            return False  # the message is larger than msgmax is now: translate() says so
+        if self.key is None:
+            from ipctool_plugins.msgq.byid import QueueById
+
+            self.queue = QueueById(self.queue.id, size)
+        else:
+            self.queue = sysv_ipc.MessageQueue(signed_key(self.key), 0, 0, max_message_size=size)
+        self.buffer_size = size
+        return True
 
     def translate(self, exc: BaseException) -> BaseException:
         """sysv_ipc's errors as ipctool's, with this queue named; others as they are."""

@@ -1,0 +1,350 @@
+"""What every message mechanism shares: send's and recv's loops, and recv's flag rules.
+
+A message mechanism (msgq today; UDP, unix datagram sockets and redis later)
+keeps only what is its own: naming and opening its object, putting a message
+into it (an `Outlet`) and taking one out (an `Inbox`).
+
+send_messages() reads stdin in the chosen framing, reads and checks the first
+message BEFORE the object is created (so a closed stdin or a message over the
+limit creates nothing), then puts messages in the order read; --stream goes
+through ipctool/stream_protocol.py.
+
+    send_messages(framing, limit=queue_limit, create=open_for_sending, label="0x3039")
+
+receive() takes messages from an Inbox only to write them at once, and puts
+back what it could not write (see RecordWriter for pipes).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ipctool.errors import (
+    ExitCode,
+    IpcError,
+    Timeout,
+    TooLarge,
+    UsageError,
+    WouldBlock,
+    describe,
+    from_os_error,
+)
+from ipctool.streams import Framing, Oversized, WriteFailed, stdin_batches
+
+if TYPE_CHECKING:
+    from ipctool.streams import RecordWriter
+
+
+# Stream channels (SysV message types) lie above every type a user is likely to
+# pick: a receiver selects starts with -(STREAM_CHANNEL_BASE - 1), any type below.
+STREAM_CHANNEL_BASE = 1 << 30
+
+
+class Outlet(Protocol):
+    """Where send_messages puts messages: what a mechanism's create() returns."""
+
+    def put(self, message: bytes, channel: int | None = None) -> None:
+        """Send one message, waiting as the user asked (--nowait, --timeout).
+        channel: a stream's own (only where the mechanism has channels)."""
+
+    def try_put(self, message: bytes, channel: int | None = None) -> None:
+        """Send one message only if it can go at once; raise otherwise."""
+
+    def take_all(self, channel: int) -> None:
+        """Remove what waits on a stream's own channel (only with channels)."""
+
+
+def send_messages(
+    framing: Framing,
+    *,
+    limit: int,
+    create: Callable[[], Outlet],
+    label: str,
+    data: bytes | None = None,
+    terminator: bytes = b"",
+    limit_of: str = "the object's",
+    channels: bool = False,
+) -> None:
+    """send for any message mechanism: stdin (or `data`) in `framing`, as messages.
+
+    limit: the largest message the object takes (or will take, once created).
+    terminator: appended to every message but stream pieces (--cstring's NUL).
+    limit_of: whose limit, for the too-large error line ("a new queue's").
+    channels: the mechanism can keep a stream's pieces apart under a channel of
+    their own, which a receiver selects (SysV message types); see stream_protocol.
+    """
+    if framing is Framing.STREAM:
+        _send_stream(create, limit, label, data, limit_of, channels)
+        return
+    room = limit - len(terminator)
+    batches = _batches(framing, data, room, label, limit, limit_of)
+    first = next(batches, None)  # read and checked before anything is created
+    put = create().put
+    for batch in itertools.chain([first] if first is not None else [], batches):
+        for message in [m + terminator for m in batch] if terminator else batch:
+            put(message)
+
+
+def _send_stream(
+    create: Callable[[], Outlet],
+    limit: int,
+    label: str,
+    data: bytes | None,
+    limit_of: str,
+    channels: bool,
+) -> None:
+    """Pieces are cut from one byte stream: nothing is added to them."""
+    from ipctool import stream_protocol
+
+    if limit < stream_protocol.CONTROL_SIZE + 1:
+        raise TooLarge(label, f"{limit_of} {limit}-byte messages are too small for --stream")
+    room = stream_protocol.piece_size(limit, channels)
+    batches = _batches(Framing.STREAM, data, room, label, limit, limit_of)
+    first = next(batches, None)  # read before anything is created
+    outlet = create()
+    pieces = itertools.chain.from_iterable(itertools.chain([first] if first else [], batches))
+    stream_protocol.send(outlet, pieces, channels)
+
+
+def _batches(
+    framing: Framing, data: bytes | None, room: int, label: str, limit: int, limit_of: str
+) -> Iterator[list[bytes]]:
+    """stdin_batches, with an oversized message or record as TooLarge for `label`."""
+    try:
+        yield from stdin_batches(framing, data, room)
+    except Oversized as big:
+        raise too_large(
+            label,
+            big.size + (limit - room),
+            limit,
+            limit_of=limit_of,
+            record=framing in (Framing.LINES, Framing.NULL),
+            cut=big.cut,
+            first=big.first,
+        ) from None
+
+
+def too_large(
+    label: str,
+    size: int,
+    limit: int,
+    *,
+    limit_of: str = "the object's",
+    record: bool = False,
+    cut: bool = False,
+    first: bool = True,
+) -> TooLarge:
+    """A message over `limit` bytes, refused with the framings that would fit.
+
+    cut: reading stopped once the message passed the limit, so `size` is a lower
+    bound. record and not first: the records before this one went already.
+    """
+    amount = f"more than {limit} bytes" if cut else f"{size} bytes"
+    if not record:
+        what, hint = "message", "--stream splits any size; --lines/--null send a message per record"
+    elif first:
+        what, hint = "record", "--stream carries data of any size"
+    else:
+        what, hint = "record", "--stream carries data of any size (earlier records were sent)"
+    return TooLarge(label, f"a {what} of {amount} is over {limit_of} {limit}-byte limit; {hint}")
+
+
+def recv_framing(
+    lines: bool = False,
+    null: bool = False,
+    stream: bool = False,
+    *,
+    count: int = 1,
+    follow: bool = False,
+    as_json: bool = False,
+) -> Framing:
+    """recv's framing from its flags, and the rules that join them, checked before
+    anything is opened (a usage error touches nothing)."""
+    from ipctool.streams import framing_from_flags
+
+    framing = framing_from_flags(lines, null, stream)
+    if framing is Framing.STREAM and (follow or as_json or count != 1):
+        raise UsageError(None, "--stream receives one whole stream; drop --count/--follow/--json")
+    if follow and count != 1:
+        raise UsageError(None, "--follow receives until stopped; --count N stops after N")
+    return framing
+
+
+Message = tuple[bytes, Any]  # the data and what the mechanism tells with it (type, priority)
+
+
+class Inbox(Protocol):
+    """What recv's loops take messages from: a mechanism's open object."""
+
+    label: str
+
+    def poller(self, channel: int | None = None) -> tuple[Callable[[], Message], Empty]:
+        """The library's own non-blocking receive of the selected messages, and what
+        it raises when none is waiting. recv calls it once per message, with nothing
+        in Python between, so it must be the C function itself (functools.partial).
+        Its other errors go through translate()."""
+
+    def wait(self, channel: int | None, timeout: float | None) -> Message:
+        """Block for one message for up to `timeout` seconds (None: no limit) and
+        raise Timeout after; recv polls first, so none is waiting now."""
+
+    def recover(self, exc: BaseException) -> bool:
+        """A receive failed with `exc`: True if it may be tried again now (a receive
+        buffer sized before msgmax was raised has grown, say)."""
+
+    def put_back(self, messages: list[Message]) -> None:
+        """Messages taken but not written: send them again, in order (they come
+        after whatever arrived since). Raise if they cannot go back."""
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """The library's exception as an ipctool error naming the object."""
+
+
+Empty = type[BaseException] | tuple[type[BaseException], ...]
+BATCH = 1024  # messages gathered before one write: bounded, so output keeps flowing
+
+
+def receive(
+    inbox: Inbox,
+    framing: Framing,
+    *,
+    count: int = 1,
+    follow: bool = False,
+    nowait: bool = False,
+    timeout: float | None = None,
+    as_json: bool = False,
+    cstring: bool = False,
+    meta_key: str | None = None,
+) -> None:
+    """recv for any message mechanism: messages from `inbox` to stdout in `framing`.
+
+    `count` messages, or with `follow` all until --timeout seconds pass without
+    one (then exit 0) or Ctrl-C; --stream: one whole stream. nowait: never wait
+    (WouldBlock, exit 5; with follow, stop quietly once nothing is waiting).
+    With as_json, each message is one JSON line with `meta_key` holding its meta.
+
+    A message leaves the kernel only to be written at once: a write that fails
+    (a full disk, a closed pipe) puts what it did not write back into the
+    object (Inbox.put_back, at the end) and says so. Into a pipe, recv takes
+    one message at a time and the next only once the reader has read the pipe
+    empty (RecordWriter.wait_read), so a reader that leaves (`| head -1`)
+    takes only what it read.
+    """
+    from ipctool.streams import RecordWriter
+
+    writer = RecordWriter(framing, cstring, as_json=as_json, meta_key=meta_key)
+    if framing is Framing.STREAM:
+        _receive_stream(inbox, writer, nowait, timeout)
+    else:
+        _receive_messages(inbox, writer, count, follow, nowait, timeout)
+
+
+def _waiter(inbox: Inbox, nowait: bool, timeout: float | None) -> Callable[[], Message]:
+    def wait() -> Message:
+        if nowait:
+            raise WouldBlock(inbox.label, "no message")
+        return inbox.wait(None, timeout)
+
+    return wait
+
+
+def _receive_messages(
+    inbox: Inbox,
+    writer: RecordWriter,
+    count: int,
+    follow: bool,
+    nowait: bool,
+    timeout: float | None,
+) -> None:
+    from ipctool.waiting import interrupts_deferred
+
+    poll, empty = inbox.poller()
+    wait = _waiter(inbox, nowait, timeout)
+    most = 1 if writer.pipe else BATCH
+    remaining = -1 if follow else count
+    while remaining:
+        failure: BaseException | None = None
+        with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
+            batch: list[Message] = []
+            append = batch.append
+            try:
+                while remaining and len(batch) < most:
+                    append(poll())
+                    remaining -= 1
+            except empty:
+                pass
+            except Exception as exc:  # the batch so far still goes out first
+                failure = exc
+            if not batch and failure is None:
+                try:
+                    batch = [wait()]
+                except (Timeout, WouldBlock):
+                    if follow:
+                        break
+                    raise
+                except IpcError:
+                    raise
+                except Exception as exc:
+                    failure = exc
+                else:
+                    remaining -= 1
+            if batch:
+                _deliver(inbox, writer, batch)
+        if failure is not None:
+            if not inbox.recover(failure):
+                raise inbox.translate(failure) from None
+            poll, empty = inbox.poller()
+        if writer.pipe and remaining and batch:  # outside the deferral: Ctrl-C ends it
+            try:
+                writer.wait_read()
+            except WriteFailed as failed:
+                raise _write_failure(inbox, failed) from None
+
+
+def _deliver(inbox: Inbox, writer: RecordWriter, batch: list[Message]) -> None:
+    try:
+        writer.write_messages(batch)
+    except WriteFailed as failed:
+        raise _write_failure(inbox, failed) from None
+
+
+class _ReaderGone(IpcError):
+    exit_code = ExitCode.BROKEN_PIPE
+
+
+def _write_failure(inbox: Inbox, failed: WriteFailed) -> BaseException:
+    """The error a failed write ends recv with, once the messages it did not write
+    are back in the object (or said to be lost). A reader that went away is a
+    quiet exit 141, unless messages were lost."""
+    count = len(failed.unwritten)
+    some = f"{count} message{'s' * (count != 1)}"
+    note = ""
+    if count:
+        try:
+            inbox.put_back(failed.unwritten)
+            note = f"; {some} not written put back in {inbox.label} (at the end)"
+        except Exception as exc:
+            error = exc if isinstance(exc, IpcError) else inbox.translate(exc)
+            reason = error.reason if isinstance(error, IpcError) else describe(error)
+            note = f"; {some} taken from {inbox.label} could not be put back ({reason}): lost"
+    if isinstance(failed.error, BrokenPipeError):
+        if note.endswith("lost"):
+            return _ReaderGone("stdout", "the reader went away" + note)
+        return failed.error
+    error = from_os_error("stdout", failed.error)
+    error.reason += note
+    return error
+
+
+def _receive_stream(
+    inbox: Inbox, writer: RecordWriter, nowait: bool, timeout: float | None
+) -> None:
+    from ipctool import stream_protocol
+    from ipctool.runner import warn
+
+    def warning(text: str) -> None:
+        warn(inbox.label, text)
+
+    stream_protocol.receive(inbox, writer, nowait=nowait, timeout=timeout, warn=warning)
