@@ -55,6 +55,10 @@ class Outlet(Protocol):
     def take_all(self, channel: int) -> None:
         """Remove what waits on a stream's own channel (only with channels)."""
 
+    # Optional: put_many(messages) sends a batch as put() would, one by one, in a
+    # loop of the mechanism's own (a Python call per message is a fifth of a
+    # small message's cost). send_messages uses it where the Outlet has it.
+
 
 def send_messages(
     framing: Framing,
@@ -81,10 +85,18 @@ def send_messages(
     room = limit - len(terminator)
     batches = _batches(framing, data, room, label, limit, limit_of)
     first = next(batches, None)  # read and checked before anything is created
-    put = create().put
+    outlet = create()
+    put_many = getattr(outlet, "put_many", None) or _one_by_one(outlet.put)
     for batch in itertools.chain([first] if first is not None else [], batches):
-        for message in [m + terminator for m in batch] if terminator else batch:
+        put_many([m + terminator for m in batch] if terminator else batch)
+
+
+def _one_by_one(put: Callable[[bytes], None]) -> Callable[[list[bytes]], None]:
+    def put_many(messages: list[bytes]) -> None:
+        for message in messages:
             put(message)
+
+    return put_many
 
 
 def _send_stream(
@@ -269,14 +281,15 @@ def _receive_messages(
         with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
             batch: list[Message] = []
             append = batch.append
-            try:
-                while remaining and len(batch) < most:
+            try:  # a counted loop: no test or arithmetic per message in Python
+                for _ in itertools.repeat(None, most if remaining < 0 else min(most, remaining)):
                     append(poll())
-                    remaining -= 1
             except empty:
                 pass
             except Exception as exc:  # the batch so far still goes out first
                 failure = exc
+            if remaining > 0:
+                remaining -= len(batch)
             if not batch and failure is None:
                 try:
                     batch = [wait()]

@@ -117,6 +117,32 @@ class SysvQueue:
         except Exception:
             self._put_slowly(data, mtype)
 
+    def put_many(self, messages: list[bytes]) -> None:
+        """put() for a batch, in one loop: the fast path is sysv_ipc's own send."""
+        send, mtype = self.queue.send, self.mtype
+        for data in messages:
+            try:
+                send(data, False, mtype)
+            except sysv_ipc.BusyError:  # full: wait for room (no second try first)
+                self._wait_to_put(data, mtype)
+            except Exception:
+                self._put_slowly(data, mtype)
+
+    def _wait_to_put(self, data: bytes, mtype: int) -> None:
+        if self.nowait:
+            raise WouldBlock(self.label, "queue is full")
+        if len(data) > self.message_limit:  # msgsnd would wait forever for room
+            self.check_size(len(data))
+        try:
+            wait_for(
+                lambda: self.queue.send(data, True, mtype),
+                timeout=self.timeout,
+                obj=self.label,
+                signaled=sysv_ipc.Error,
+            )
+        except (sysv_ipc.Error, OSError) as exc:
+            raise self.translate(exc) from None
+
     def _put_slowly(self, data: bytes, mtype: int) -> None:
         self.check_size(len(data))  # msgsnd says only EINVAL for a message over msg_qbytes
         try:
