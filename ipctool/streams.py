@@ -47,10 +47,20 @@ def framing_from_flags(lines: bool = False, null: bool = False, stream: bool = F
     return chosen[0] if chosen else Framing.WHOLE
 
 
+def _stdin_is_a_directory() -> bool:
+    """The launcher (bin/ipctool) found a directory as stdin, which Python cannot
+    start with, and put /dev/null in its place (asked once: reads are hot)."""
+    global _STDIN_DIRECTORY
+    if _STDIN_DIRECTORY is None:
+        _STDIN_DIRECTORY = bool(os.environ.get(STDIN_DIRECTORY_ENV))
+    return _STDIN_DIRECTORY
+
+
+_STDIN_DIRECTORY: bool | None = None
+
+
 def _read(fd: int, size: int) -> bytes:
-    if fd == STDIN and os.environ.get(STDIN_DIRECTORY_ENV):
-        # The launcher (bin/ipctool) found a directory as stdin, which Python
-        # cannot start with, and put /dev/null in its place.
+    if fd == STDIN and _stdin_is_a_directory():
         raise from_os_error("stdin", IsADirectoryError(errno.EISDIR, "Is a directory"))
     try:
         return os.read(fd, size)

@@ -114,6 +114,8 @@ class SysvQueue:
         mtype = channel or self.mtype
         try:
             self.queue.send(data, False, mtype)  # the fast path: room in the queue
+        except sysv_ipc.BusyError:  # full: wait for room (no second try first)
+            self._wait_to_put(data, mtype)
         except Exception:
             self._put_slowly(data, mtype)
 
