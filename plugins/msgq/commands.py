@@ -17,6 +17,7 @@ from ipctool.api import (
     Data,
     Follow,
     Framing,
+    IpcTarget,
     Json,
     Lines,
     Mode,
@@ -27,11 +28,9 @@ from ipctool.api import (
     Stream,
     TimeoutOption,
     UsageError,
-    format_key,
     framing_from_flags,
     new_app,
-    parse_posix_name,
-    parse_sysv_key,
+    parse_ipc_target,
     receive,
     recv_framing,
     send_messages,
@@ -57,37 +56,9 @@ QueueId = Annotated[
 ]
 
 
-class Where:
-    """A resolved target: exactly one of key, queue_id (SysV) or name (POSIX)."""
-
-    __slots__ = ("key", "name", "queue_id")
-
-    def __init__(
-        self, key: int | None = None, queue_id: int | None = None, name: str | None = None
-    ) -> None:
-        self.key, self.queue_id, self.name = key, queue_id, name
-
-    @property
-    def posix(self) -> bool:
-        return self.name is not None
-
-    @property
-    def label(self) -> str:
-        if self.name is not None:
-            return self.name
-        return format_key(self.key) if self.key is not None else f"id {self.queue_id}"
-
-
-def resolve(target: str | None, queue_id: int | None) -> Where:
-    if target is not None and queue_id is not None:
-        raise UsageError(target, "give a KEY, a /NAME or --id, not two of them")
-    if queue_id is not None:
-        return Where(queue_id=queue_id)
-    if target is None:
-        raise UsageError(None, "name a queue: KEY, /NAME or --id ID")
-    if target.startswith("/"):
-        return Where(name=parse_posix_name(target))
-    return Where(key=parse_sysv_key(target))
+def resolve(target: str | None, queue_id: int | None) -> IpcTarget:
+    """KEY, /NAME or --id: the grammar msgq shares with shm and sem."""
+    return parse_ipc_target(target, queue_id)
 
 
 def backend(posix: bool) -> Any:
@@ -102,7 +73,7 @@ def backend(posix: bool) -> Any:
 
 
 def open_queue(
-    where: Where, *, create: bool = False, mode: int = DEFAULT_MODE, write: bool = True
+    where: IpcTarget, *, create: bool = False, mode: int = DEFAULT_MODE, write: bool = True
 ) -> Any:
     if where.name is not None:
         from ipctool_plugins.msgq.posix import PosixQueue
@@ -110,20 +81,20 @@ def open_queue(
         return PosixQueue(where.name, create=create, mode=mode, write=write)
     from ipctool_plugins.msgq.sysv import SysvQueue
 
-    if where.queue_id is not None:
-        return SysvQueue.by_id(where.queue_id)
-    assert where.key is not None  # a Where holds exactly one of name, queue_id, key
+    if where.id is not None:
+        return SysvQueue.by_id(where.id)
+    assert where.key is not None  # an IpcTarget holds exactly one of name, id, key
     return SysvQueue(where.key, create=create, mode=mode)
 
 
-def new_queue_limit(where: Where) -> int:
+def new_queue_limit(where: IpcTarget) -> int:
     """The largest message a queue created now would take."""
     if where.posix:
         return backend(True).limits()["msgsize_default"]
     return backend(False).msgmax()
 
 
-def message_meta(where: Where, mtype: int | None, priority: int | None, sending: bool) -> int:
+def message_meta(where: IpcTarget, mtype: int | None, priority: int | None, sending: bool) -> int:
     """SysV message type or POSIX priority: the number each message carries."""
     if where.posix:
         if mtype is not None:
@@ -134,7 +105,7 @@ def message_meta(where: Where, mtype: int | None, priority: int | None, sending:
     return mtype if mtype is not None else (1 if sending else 0)
 
 
-def stream_meta(where: Where, framing: Framing, mtype: int | None, meta: int) -> int:
+def stream_meta(where: IpcTarget, framing: Framing, mtype: int | None, meta: int) -> int:
     """What selects a SysV stream's start message: types from STREAM_CHANNEL_BASE
     up carry streams' pieces, so --type stays below, and recv without --type
     takes the first start of any type below."""
@@ -147,12 +118,12 @@ def stream_meta(where: Where, framing: Framing, mtype: int | None, meta: int) ->
     return meta
 
 
-def open_existing(where: Where, write: bool = True) -> Any:
+def open_existing(where: IpcTarget, write: bool = True) -> Any:
     """The queue if it exists (None if not, unless it was named by --id)."""
     try:
         return open_queue(where, write=write)
     except NotFound:
-        if where.queue_id is not None:
+        if where.id is not None:
             raise
         return None
 
@@ -283,14 +254,14 @@ def recv(
     framing = recv_framing(lines, null, stream, count=count, follow=follow, as_json=as_json)
     where = resolve(target, queue_id)
     selector = stream_meta(where, framing, mtype, message_meta(where, mtype, None, sending=False))
-    if create and where.queue_id is not None:
+    if create and where.id is not None:
         raise UsageError(None, "--create needs a KEY or /NAME, not --id")
     queue = open_queue(where, create=create, mode=mode, write=False)
     inbox = queue.receiving(selector, nowait, timeout)
     from ipctool.api import announce_ready  # recv's alone: send does not load it
 
     # Ready: the queue is open, and recv is about to poll it and wait.
-    announce_ready(where.label if where.queue_id is None else f"--id={where.queue_id}", ready_fd)
+    announce_ready(where.label if where.id is None else f"--id={where.id}", ready_fd)
     if framing is Framing.STREAM and where.posix:
         inbox.lock_for_stream(receiving=True)
     receive(

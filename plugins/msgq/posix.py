@@ -139,15 +139,7 @@ class PosixQueue:
         return self
 
     def put(self, data: bytes, _channel: int | None = None) -> None:
-        try:
-            self.queue.send(data, None, self.priority)  # the fast path: room in the queue
-        except posix_ipc.BusyError:
-            if self.nowait:
-                raise WouldBlock(self.label, "queue is full") from None
-            self._put_blocking(data)
-        except ValueError:
-            self.check_size(len(data))
-            raise
+        self.put_many([data])
 
     def put_many(self, messages: list[bytes]) -> None:
         """put() for a batch, in one loop: the fast path is posix_ipc's own send."""

@@ -146,23 +146,15 @@ class SysvQueue:
             raise self.translate(exc) from None
 
     def _put_slowly(self, data: bytes, mtype: int) -> None:
+        """After the fast send failed for another reason than a full queue."""
         self.check_size(len(data))  # msgsnd says only EINVAL for a message over msg_qbytes
         try:
-            try:
-                self.queue.send(data, False, mtype)
-                return
-            except sysv_ipc.BusyError:
-                if self.nowait:
-                    raise WouldBlock(self.label, "queue is full") from None
-            except ValueError:
-                self.check_size(len(data))
-                raise
-            wait_for(
-                lambda: self.queue.send(data, True, mtype),
-                timeout=self.timeout,
-                obj=self.label,
-                signaled=sysv_ipc.Error,
-            )
+            self.queue.send(data, False, mtype)
+        except sysv_ipc.BusyError:
+            self._wait_to_put(data, mtype)
+        except ValueError:
+            self.check_size(len(data))
+            raise
         except (sysv_ipc.Error, OSError) as exc:
             raise self.translate(exc) from None
 
