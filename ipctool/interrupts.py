@@ -77,13 +77,32 @@ def quiet_phase() -> None:
     _install(exit_interrupted)
 
 
+# Signals that end a command as Ctrl-C does, but quietly with 128 + their number:
+# inside a verb they unwind it (so a FIFO it made is removed, as on Ctrl-C).
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Ended(SystemExit):
+    """A verb ended by SIGTERM or SIGHUP: its cleanup runs, then exit 128 + signal."""
+
+
+def _on_ending(signum: int, frame: FrameType | None) -> None:
+    raise Ended(128 + signum)
+
+
 @contextmanager
 def verb_phase() -> Iterator[None]:
-    """While a verb runs: Ctrl-C is KeyboardInterrupt (or deferred); quiet again after."""
+    """While a verb runs: Ctrl-C is KeyboardInterrupt (or deferred), and SIGTERM or
+    SIGHUP unwind it too (where they would have killed it); quiet again after."""
     _install(_on_interrupt)
+    taken = [s for s in ENDING_SIGNALS if raw.getsignal(s) == signal.SIG_DFL]
+    for ending in taken:
+        raw.signal(ending, _on_ending)
     try:
         yield
     finally:
+        for ending in taken:
+            raw.signal(ending, int(signal.SIG_DFL))
         _install(exit_interrupted)
 
 

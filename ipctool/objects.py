@@ -238,8 +238,9 @@ class ObjectSource:
 
     def describe(self, obj: IpcObject) -> str:
         """The object in a clean report line: 'sysv queue 0x00003039 (id 3)'."""
-        ident = f" (id {obj.id})" if obj.id is not None else ""
-        return f"{obj.kind} {self.noun} {obj.target}{ident}"
+        ident = f" (id {obj.id})" if obj.id is not None and obj.kind != obj.mechanism else ""
+        kind = "" if obj.kind == obj.mechanism else f"{obj.kind} "  # fifo's kind is fifo
+        return f"{kind}{self.noun} {obj.target}{ident}"
 
     def notes(self) -> list[str]:
         """Warnings about what `list` could not see (said once on stderr)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import cached_property
 
 O_ACCMODE = 0o3
+O_PATH = getattr(os, "O_PATH", 0o10000000)
 ACCESS = {os.O_RDONLY: "r", os.O_WRONLY: "w", os.O_RDWR: "rw"}
 
 
@@ -35,7 +36,10 @@ class Holder:
             with open(f"/proc/{self.pid}/fdinfo/{self.fd}") as f:
                 for line in f:
                     if line.startswith("flags:"):
-                        return ACCESS.get(int(line.split()[1], 8) & O_ACCMODE, "")
+                        flags = int(line.split()[1], 8)
+                        if flags & O_PATH:  # a handle on the file, not open for I/O
+                            return ""
+                        return ACCESS.get(flags & O_ACCMODE, "")
         except (OSError, ValueError, IndexError):
             pass
         return ""
@@ -164,6 +168,77 @@ class ProcView:
         """Processes blocked in one of these calls whose arguments `match` accepts."""
         found = {pid for call in calls for args, pid in self._blocked.get(call, ()) if match(args)}
         return sorted(found)
+
+
+    @cached_property
+    def _opening(self) -> dict[tuple[int, int], set[int]]:
+        """(st_dev, st_ino) -> pids blocked opening that FIFO (waiting for a peer: a
+        writer for a reader, or a reader for a writer), from the path their open
+        call names (read from /proc/PID/mem: root, or the same user)."""
+        index: dict[tuple[int, int], set[int]] = defaultdict(set)
+        calls = OPEN_CALLS.get(os.uname().machine, {})
+        for pid in self.pids:
+            if pid == self.me or _wchan(self.root, pid) != "wait_for_partner":
+                continue
+            path = self._opened_path(pid, calls)
+            if path is not None:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                index[(st.st_dev, st.st_ino)].add(pid)
+        return index
+
+    def _opened_path(self, pid: int, calls: dict[int, int]) -> str | None:
+        try:
+            with open(f"{self.root}/{pid}/syscall") as f:
+                fields = f.read().split()
+            number = int(fields[0])
+            args = [int(a, 16) for a in fields[1:4]]
+            where = calls[number]  # which argument is the path
+            raw = _read_c_string(f"{self.root}/{pid}/mem", args[where])
+        except (OSError, ValueError, IndexError, KeyError, OverflowError):
+            return None
+        path = os.fsdecode(raw)
+        if path.startswith("/"):
+            return path
+        dirfd = args[0] & 0xFFFFFFFF if where == 1 else AT_FDCWD_32
+        base = "cwd" if dirfd == AT_FDCWD_32 else f"fd/{dirfd}"
+        return f"{self.root}/{pid}/{base}/{path}"
+
+    def opening_pids(self, device: int, inode: int) -> list[int]:
+        """Processes blocked in open() of this FIFO, waiting for its other end."""
+        return sorted(self._opening.get((device, inode), ()))
+
+
+# open and openat by machine: which argument holds the path
+OPEN_CALLS = {"x86_64": {2: 0, 257: 1}, "aarch64": {56: 1}, "riscv64": {56: 1}}
+AT_FDCWD_32 = (1 << 32) - 100  # AT_FDCWD (-100), an int: /proc/PID/syscall shows 0xffffff9c
+
+
+def _read_c_string(mem_path: str, address: int, limit: int = 4096) -> bytes:
+    """A NUL-terminated string from another process's memory, a page at a time
+    (a read across the end of a mapping fails as a whole)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    found = b""
+    with open(mem_path, "rb", buffering=0) as mem:
+        while len(found) < limit:
+            mem.seek(address + len(found))
+            chunk = mem.read(page - (address + len(found)) % page)
+            if not chunk:
+                break
+            found += chunk
+            if b"\0" in chunk:
+                break
+    return found.split(b"\0", 1)[0]
+
+
+def _wchan(root: str, pid: int) -> str:
+    try:
+        with open(f"{root}/{pid}/wchan") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 _shared: ProcView | None = None

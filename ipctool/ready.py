@@ -54,3 +54,10 @@ def _env_fd(value: str) -> int:
         return parse_fd(value)
     except UsageError as err:
         raise UsageError(READY_ENV, f"{value}: {err.reason}") from None
+
+
+def check_environment() -> None:
+    """A bad IPCTOOL_READY_FD is a usage error before the verb touches anything."""
+    value = os.environ.get(READY_ENV)
+    if value:
+        _env_fd(value)

@@ -190,32 +190,46 @@ class _Relay:
         for end in (self.src, self.dst):
             if end.pipe:  # splice refused them: waits now need O_NONBLOCK here too
                 self.restore.append(_set_nonblocking(end.fd))
+        from ipctool.interrupts import interrupts_deferred
+
         buffer = bytearray(self.chunk)
         view = memoryview(buffer)
-        src, dst = self.src.fd, self.dst.fd
         while True:
             if self.src.tty:  # blocking, shared with the shell: wait, then read
                 self._wait_readable()
-            try:
-                n = os.readv(src, [buffer])
-            except BlockingIOError:
+            # What a read took from the source is written before a Ctrl-C acts
+            # (a wait for the destination inside still ends at once).
+            with interrupts_deferred():
+                n = self._read_into(buffer)
+                if n:
+                    self._write_all(view, n)
+            if n is None:
                 self._wait_readable()
                 continue
-            except OSError as err:
-                raise self._error(err, self.src) from None
             if not n:
                 return self.moved
-            done = 0
-            while done < n:
-                if self.dst.tty:
-                    self._wait_writable()
-                try:
-                    done += os.write(dst, view[done:n])
-                except BlockingIOError:
-                    self._wait_writable()
-                except OSError as err:
-                    raise self._error(err, self.dst) from None
             self._progress(n)
+
+    def _read_into(self, buffer: bytearray) -> int | None:
+        """Bytes read into the buffer (0 at EOF), or None when none are there yet."""
+        try:
+            return os.readv(self.src.fd, [buffer])
+        except BlockingIOError:
+            return None
+        except OSError as err:
+            raise self._error(err, self.src) from None
+
+    def _write_all(self, view: memoryview, n: int) -> None:
+        done = 0
+        while done < n:
+            if self.dst.tty:
+                self._wait_writable()
+            try:
+                done += os.write(self.dst.fd, view[done:n])
+            except BlockingIOError:
+                self._wait_writable()
+            except OSError as err:
+                raise self._error(err, self.dst) from None
 
     # --- waiting and errors ----------------------------------------------------
 

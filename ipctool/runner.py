@@ -139,6 +139,10 @@ def guarded(mechanism: str, callback: Callable[..., Any]) -> Callable[..., Any]:
         global current
         current = mechanism
         try:
+            if os.environ.get("IPCTOOL_READY_FD"):
+                from ipctool.ready import check_environment
+
+                check_environment()
             with verb_phase():  # Ctrl-C is KeyboardInterrupt here, so the verb can unwind
                 result = callback(*args, **kwargs)
                 flush_stdout()

@@ -106,14 +106,21 @@ def parse_mode(text: str) -> int:
 
 
 def parse_fd(text: str) -> int:
-    """A file descriptor this process has open (for --ready-fd N)."""
+    """A file descriptor this process has open for writing, 3 or more (for --ready-fd
+    N): 0, 1 and 2 carry the data and the diagnostics, which a ready line would spoil."""
+    import fcntl
+
     if not text.isdigit():
         raise UsageError(text, "a file descriptor is a non-negative integer")
     fd = int(text)
+    if fd < 3:
+        raise UsageError(text, "the ready fd must be 3 or more (0-2 are stdin, stdout, stderr)")
     try:
-        os.fstat(fd)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     except (OSError, OverflowError):
         raise UsageError(text, "not an open file descriptor") from None
+    if flags & os.O_ACCMODE == os.O_RDONLY:
+        raise UsageError(text, "the ready fd is open for reading only")
     return fd
 
 

@@ -100,7 +100,7 @@ def run_inspect(source: ObjectSource, target: str | None, limits: bool, as_json:
         return
     headers = [header for header, _ in source.columns]
     table = [[cell(r.get(key)) for _, key in source.columns] for r in records]
-    print_table(f"{source.mechanism} {source.noun}s", headers, table)
+    print_table(f"{source.mechanism}: {source.noun}s", headers, table)
 
 
 def refusal(obj: IpcObject, force: bool) -> str | None:

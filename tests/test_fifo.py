@@ -359,3 +359,91 @@ def test_clean_stale_in_a_directory(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+# --- found by trying to break it -------------------------------------------------------
+
+
+def test_a_file_put_where_the_fifo_was_is_never_removed(fifo_path: str) -> None:
+    """send waits for a reader; meanwhile the FIFO is replaced by a file. The file
+    may even get the FIFO's old inode number: it must survive send's cleanup."""
+    sender = started("fifo", "send", fifo_path)
+    os.unlink(fifo_path)
+    with open(fifo_path, "w") as f:
+        f.write("precious")
+    sender.send_signal(signal.SIGINT)
+    _, err = sender.communicate(timeout=10)
+    assert sender.returncode == 130, err
+    with open(fifo_path) as f:
+        assert f.read() == "precious"
+
+
+def test_peers_waiting_to_open_make_it_in_use(fifo_path: str) -> None:
+    os.mkfifo(fifo_path, 0o600)
+    writer = subprocess.Popen(["sh", "-c", f"echo hello > '{fifo_path}'"])  # blocks in open
+    try:
+        wait_until_blocked(writer.pid)
+        refused = run("fifo", "clean", fifo_path)
+        assert_one_line_error(refused, "fifo", 6)
+        assert str(writer.pid) in refused.err
+    finally:
+        writer.kill()
+        writer.wait()
+    os.unlink(fifo_path)
+    sender = started("fifo", "send", fifo_path)  # waits for a reader: holds the path
+    try:
+        assert_one_line_error(run("fifo", "clean", fifo_path), "fifo", 6)
+        stale = run(
+            "fifo", "clean", "--stale", "/tmp", "--older-than", "0", "--dry-run", "--json"
+        )
+        actions = {r["target"]: r["action"] for r in stale.json()}
+        assert actions.get(fifo_path) == "skipped", actions
+        assert os.path.lexists(fifo_path)
+    finally:
+        sender.kill()
+        sender.wait()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_term_and_hup_remove_the_fifo_it_made(fifo_path: str, sig: int, code: int) -> None:
+    receiver = started("fifo", "recv", fifo_path)
+    wait_until_blocked(receiver.pid)
+    receiver.send_signal(sig)
+    _, err = receiver.communicate(timeout=10)
+    assert (receiver.returncode, err) == (code, b"")
+    assert not os.path.lexists(fifo_path)
+
+
+def test_nowait_sees_another_users_writer() -> None:
+    path = f"/tmp/ipctool-test-nowait-{os.getpid()}.fifo"
+    os.mkfifo(path, 0o666)
+    os.chmod(path, 0o666)
+    holder = os.open(path, os.O_RDWR)  # root's writer, invisible to nobody in /proc
+    try:
+        os.write(holder, b"")  # nothing waits: only the writer tells
+        got = subprocess.run(
+            [*NOBODY, *command("fifo", "recv", path, "--nowait", "--timeout", "0.3")],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert got.returncode == 124, got.stderr  # not 5: a writer is there (and says nothing)
+    finally:
+        os.close(holder)
+        os.unlink(path)
+
+
+def test_closed_stdio_and_bad_ready_fds_touch_nothing(fifo_path: str) -> None:
+    shell = f"{' '.join(command())} fifo send {fifo_path} <&-"
+    closed = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=30)
+    assert (closed.returncode, closed.stderr) == (1, b"ipctool: fifo: stdin: bad file descriptor\n")
+    for ready in ("0", "1", "2"):
+        bad = run("fifo", "recv", fifo_path, "--ready-fd", ready)
+        assert_one_line_error(bad, "fifo", 2)
+    assert not os.path.lexists(fifo_path)
+
+
+def test_send_data_option(fifo_path: str) -> None:
+    receiver = started("fifo", "recv", fifo_path)
+    assert run("fifo", "send", fifo_path, "--data", "hello").code == 0
+    assert receiver.communicate(timeout=10)[0] == b"hello"

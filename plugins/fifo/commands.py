@@ -16,6 +16,7 @@ import typer
 
 from ipctool.api import (
     DEFAULT_MODE,
+    Data,
     Mode,
     NotFound,
     Nowait,
@@ -49,7 +50,7 @@ Path = Annotated[str, typer.Argument(metavar="PATH", help="The FIFO's path.")]
 Keep = Annotated[
     bool, typer.Option("--keep", help="Keep a FIFO this command created (default: remove it).")
 ]
-POLLIN, POLLHUP = 0x001, 0x010
+POLLIN, POLLOUT, POLLHUP = 0x001, 0x004, 0x010
 
 
 class Fifo:
@@ -62,10 +63,15 @@ class Fifo:
         self.path = path
         self.mode = mode
         self.keep = keep
-        self.created: tuple[int, int] | None = None  # (st_dev, st_ino) of the FIFO we made
+        self.created = False  # this command made the FIFO (so it may remove it)
+        # An O_PATH descriptor on the FIFO for as long as the command runs: it keeps
+        # the inode from being freed and its number given to a file put at the
+        # path meanwhile (so that file is never taken for ours and removed), and it
+        # shows in /proc, so clean sees the FIFO in use while we wait for a peer.
+        self.anchor: int | None = None
 
     def prepare(self) -> None:
-        """Check what is at the path; create a FIFO there if nothing is."""
+        """Check what is at the path; create a FIFO there if nothing is; hold it."""
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
@@ -77,6 +83,20 @@ class Fifo:
             from ipctool_plugins.fifo.objects import kind_of
 
             raise UsageError(self.path, f"exists and is not a FIFO ({kind_of(st.st_mode)})")
+        self._hold()
+
+    def _hold(self) -> None:
+        try:
+            self.anchor = os.open(self.path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            raise self.error(err) from None
+        if not stat.S_ISFIFO(os.fstat(self.anchor).st_mode):  # swapped since lstat
+            raise UsageError(self.path, "is no longer a FIFO")
+
+    def same_fifo(self, st: os.stat_result) -> bool:
+        assert self.anchor is not None
+        held = os.fstat(self.anchor)
+        return stat.S_ISFIFO(st.st_mode) and (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
     def _create(self) -> None:
         umask = os.umask(0)  # --mode means exactly that mode
@@ -92,8 +112,8 @@ class Fifo:
                 raise NotFound(self.path, "no such directory") from None
             raise self.error(err) from None
         os.umask(umask)
-        st = os.lstat(self.path)
-        self.created = (st.st_dev, st.st_ino)
+        self.created = True
+        self._hold()
 
     def open(self, flags: int) -> int | None:
         """A non-blocking descriptor, or None while a writer finds no reader (ENXIO)."""
@@ -103,9 +123,9 @@ class Fifo:
             if err.errno == errno.ENXIO:
                 return None
             raise self.error(err) from None
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):  # swapped after prepare() looked
+        if not self.same_fifo(os.fstat(fd)):  # swapped after prepare() looked
             os.close(fd)
-            raise UsageError(self.path, "is no longer a FIFO")
+            raise UsageError(self.path, "is no longer the FIFO it was")
         return fd
 
     def error(self, err: OSError) -> Exception:
@@ -114,14 +134,17 @@ class Fifo:
         return from_os_error(self.path, err)
 
     def remove_if_ours(self) -> None:
-        if self.created is None or self.keep:
+        """Unlink the FIFO if we made it and the path still names it; let it go."""
+        if self.anchor is None:
             return
         try:
-            st = os.lstat(self.path)
-            if (st.st_dev, st.st_ino) == self.created:
+            if self.created and not self.keep and self.same_fifo(os.lstat(self.path)):
                 os.unlink(self.path)
         except OSError:
             pass  # gone already (the lecture's reader unlinks it): nothing to do
+        finally:
+            os.close(self.anchor)
+            self.anchor = None
 
 
 @contextmanager
@@ -137,12 +160,13 @@ def fifo_at(path: str, mode: int, keep: bool) -> Iterator[Fifo]:
 @app.command()
 def send(
     path: Path,
+    data: Data = None,
     timeout: TimeoutOption = None,
     mode: Mode = DEFAULT_MODE,
     keep: Keep = False,
     ready_fd: ReadyFd = None,
 ) -> None:
-    """Copy stdin into the FIFO; wait for a reader to open it first.
+    """Copy stdin (or --data) into the FIFO; wait for a reader to open it first.
 
     A reader that goes away mid-stream ends send with an error naming the FIFO.
 
@@ -150,14 +174,44 @@ def send(
     Examples:
       tar c dir | ipctool fifo send /tmp/jobs.fifo
       ipctool fifo send /tmp/x.fifo --timeout 5 < data.bin
+      ipctool fifo send /tmp/x.fifo --data 'hello'
     """
+    if data is None:
+        require_open(0, "stdin")  # before anything is made: a closed stdin has no data
     with fifo_at(path, mode, keep) as fifo:
         announce_ready(fifo.path, ready_fd)
         fd = retry_until(lambda: fifo.open(os.O_WRONLY), timeout=timeout, obj=path)
         try:
-            relay(0, fd, idle_timeout=timeout, obj=path, peer_gone="the reader closed the FIFO")
+            if data is None:
+                relay(0, fd, idle_timeout=timeout, obj=path, peer_gone=READER_GONE)
+            else:
+                write_data(fd, os.fsencode(data), path, timeout)
         finally:
             os.close(fd)
+
+
+READER_GONE = "the reader closed the FIFO"
+
+
+def require_open(fd: int, name: str) -> None:
+    try:
+        os.fstat(fd)
+    except OSError as err:
+        raise from_os_error(name, err) from None
+
+
+def write_data(fd: int, data: bytes, path: str, timeout: float | None) -> None:
+    """--data into the FIFO (non-blocking: each wait for room honours --timeout)."""
+    from ipctool.api import IpcError
+
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            wait_fd(fd, POLLOUT, timeout=timeout, obj=path)
+        except BrokenPipeError:
+            raise IpcError(path, READER_GONE) from None
 
 
 @app.command()
@@ -178,6 +232,7 @@ def recv(
       ipctool fifo recv /tmp/jobs.fifo > out
       ipctool fifo recv /tmp/jobs.fifo --timeout 10 | tar x
     """
+    require_open(1, "stdout")  # before anything is made: nowhere to write to
     with fifo_at(path, mode, keep) as fifo:
         fd = fifo.open(os.O_RDONLY)
         assert fd is not None  # a reader's open never waits
@@ -193,12 +248,16 @@ def recv(
 
 
 def has_writer(fd: int) -> bool:
-    """Whether some other process holds the FIFO open for writing (or data waits)."""
-    from ipctool.api import ProcView
-
-    st = os.fstat(fd)
-    holders = ProcView().holders(st.st_dev, st.st_ino)
-    return any("w" in h.access for h in holders) or bytes_waiting(fd) > 0
+    """Whether a writer has the FIFO open (or data waits). With nothing waiting, a
+    non-blocking read says EAGAIN while a writer is there and EOF when none is;
+    unlike a look at /proc, this also sees other users' writers."""
+    if bytes_waiting(fd) > 0:
+        return True
+    try:
+        os.read(fd, 1)
+    except BlockingIOError:
+        return True
+    return False  # EOF: no writer (nothing was waiting, so nothing was taken)
 
 
 def bytes_waiting(fd: int) -> int:

@@ -139,11 +139,13 @@ def fifo_object(path: str, proc: ProcView) -> IpcObject:
     holders = proc.holders(st.st_dev, st.st_ino)
     readers = [h for h in holders if "r" in h.access]
     writers = [h for h in holders if "w" in h.access]
+    opening = proc.opening_pids(st.st_dev, st.st_ino)  # blocked in open(): no fd yet
     waiting, capacity = pipe_fill(holders)
     extra = {
         "path": path,
         "readers": [{"pid": h.pid, "command": proc.command(h.pid)} for h in readers],
         "writers": [{"pid": h.pid, "command": proc.command(h.pid)} for h in writers],
+        "opening": [{"pid": pid, "command": proc.command(pid)} for pid in opening],
         "device": st.st_dev,
     }
     return IpcObject(
@@ -155,7 +157,7 @@ def fifo_object(path: str, proc: ProcView) -> IpcObject:
         mode=st.st_mode & 0o7777,
         size=waiting,
         capacity=capacity,
-        users=[h.pid for h in holders],
+        users=[h.pid for h in holders] + opening,
         created=None,
         # a read updates atime, a write mtime; ctime also moves on chmod and utime,
         # which is no use of the FIFO
