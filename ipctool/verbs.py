@@ -250,9 +250,17 @@ def examples(mechanism: str, lines: list[str]) -> str:
     return f"\b\nExamples:\n{body}"
 
 
+def command(
+    name: str, callback: Callable[..., Any], source: ObjectSource, text: str
+) -> CommandInfo:
+    """The verb as typer builds it; without --id where the mechanism has no ids."""
+    chosen = callback if source.id_option else without(callback, "object_id")
+    return CommandInfo(name=name, callback=chosen, help=text)
+
+
 def inspect_command(mechanism: str, reference: str) -> CommandInfo:
     source = load_source(reference)
-    Target = Annotated[
+    Target = Annotated[  # the argument as this mechanism names its objects
         str | None, typer.Argument(metavar=f"[{source.target_metavar}]", help=source.target_help)
     ]
 
@@ -274,13 +282,12 @@ def inspect_command(mechanism: str, reference: str) -> CommandInfo:
             ["inspect", *([f"inspect {sample} --json"] if sample else []), "inspect --limits"],
         )
     )
-    callback = inspect if source.id_option else without(inspect, "object_id")
-    return CommandInfo(name="inspect", callback=callback, help=help_text)
+    return command("inspect", inspect, source, help_text)
 
 
 def clean_command(mechanism: str, reference: str) -> CommandInfo:
     source = load_source(reference)
-    Target = Annotated[
+    Target = Annotated[  # the argument as this mechanism names its objects
         str | None, typer.Argument(metavar=f"[{source.target_metavar}]", help=source.target_help)
     ]
 
@@ -319,8 +326,7 @@ def clean_command(mechanism: str, reference: str) -> CommandInfo:
             ],
         )
     )
-    callback = clean if source.id_option else without(clean, "object_id")
-    return CommandInfo(name="clean", callback=callback, help=help_text)
+    return command("clean", clean, source, help_text)
 
 
 CORE_VERBS: dict[str, Callable[[str, str], CommandInfo]] = {

@@ -105,29 +105,24 @@ def test_plugin_example_passes_its_own_contract(tmp_path: Path) -> None:
     }
     for inherited in ("PYTEST_XDIST_WORKER", "IPCTOOL_TEST_TAG"):  # a run of its own
         env.pop(inherited, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    def pytest_there() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    done = pytest_there()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout, done.stdout[-2000:]
     assert "leak check cannot see" not in done.stdout
     # A test that leaves a drop file behind fails the run, and the file is removed.
     (tmp_path / "tests" / "test_leak.py").write_text(LEAKY_TEST)
-    leaked = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    leaked = pytest_there()
     assert leaked.returncode == 1 and "leaked IPC objects" in leaked.stdout, leaked.stdout
     assert os.listdir(tmp_path / "spool") == []
 
