@@ -117,13 +117,6 @@ def unique_name() -> str:
     return f"{run_name_prefix()}{worker()}-{next(_counter)}"
 
 
-def run_dir() -> str:
-    """This run's directory for paths (FIFOs, sockets, files): /tmp/ipctool-test-TAG."""
-    path = f"{TEST_DIR_PREFIX}{run_tag()}"
-    os.makedirs(path, mode=0o755, exist_ok=True)
-    return path
-
-
 def run_path_prefix() -> str:
     """What every unique_path() of this run starts with (a leak check looks for it)."""
     return f"{TEST_DIR_PREFIX}{run_tag()}-"

@@ -9,14 +9,11 @@ import subprocess
 import sysv_ipc
 
 from ipctool.testing import (
-    ContractCase,
     assert_one_line_error,
-    check_contract,
     command,
     run,
     start_receiver,
 )
-from ipctool_plugins.msgq.testing import remove_sysv, unique_key
 
 
 def test_start_receiver_returns_once_the_queue_is_open(sysv_key: str, posix_name: str) -> None:
@@ -89,20 +86,3 @@ def test_bad_ready_fd_is_a_usage_error(sysv_key: str) -> None:
     worse = run("msgq", "recv", sysv_key, "--create", "--timeout", "1", env=env)
     assert_one_line_error(worse, "msgq", 2)
     assert "IPCTOOL_READY_FD" in worse.err
-
-
-def test_contract_starts_a_recv_first_receiver_and_waits_for_it() -> None:
-    """The shared contract's recv_first round trip (listeners, FIFOs), run on a
-    queue that recv creates: send goes to the target recv announced."""
-    check_contract(
-        ContractCase(
-            mechanism="msgq",
-            label="sysv-recv-first",
-            new_target=lambda: hex(unique_key()),
-            remove=remove_sysv,
-            bad_target="notakey",
-            recv_first=True,
-            lasting=False,  # inspect and clean are the msgq cases' part
-            recv_args=["--create"],
-        )
-    )
