@@ -92,10 +92,12 @@ if TYPE_CHECKING:
     )
     from ipctool.waiting import (
         Deadline,
+        heartbeat_running,
         retry_until,
         wait_fd,
         wait_fds,
         wait_for,
+        waits_in_loop,
         when_ready,
     )
 
@@ -188,6 +190,7 @@ _LAZY = {
         [
             "IpcTarget",
             "format_key",
+    "heartbeat_running",
             "parse_duration",
             "parse_id",
             "parse_ipc_target",
@@ -199,7 +202,16 @@ _LAZY = {
         "ipctool.targets",
     ),
     **dict.fromkeys(
-        ["Deadline", "retry_until", "wait_fd", "wait_fds", "wait_for", "when_ready"],
+        [
+            "Deadline",
+            "heartbeat_running",
+            "retry_until",
+            "wait_fd",
+            "wait_fds",
+            "wait_for",
+            "waits_in_loop",
+            "when_ready",
+        ],
         "ipctool.waiting",
     ),
 }
@@ -252,6 +264,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "format_key",
     "framing_from_flags",
     "from_os_error",
+    "heartbeat_running",
     "hookimpl",
     "idle_for",
     "iso_time",
@@ -281,6 +294,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "wait_fd",
     "wait_fds",
     "wait_for",
+    "waits_in_loop",
     "when_ready",
 ]
 

@@ -79,9 +79,24 @@ def send_messages(
     channels: the mechanism can keep a stream's pieces apart under a channel of
     their own, which a receiver selects (SysV message types); see stream_protocol.
     """
-    if framing is Framing.STREAM:
-        _send_stream(create, limit, label, data, limit_of, channels)
-        return
+    from ipctool.waiting import waits_in_loop
+
+    with waits_in_loop():
+        if framing is Framing.STREAM:
+            _send_stream(create, limit, label, data, limit_of, channels)
+        else:
+            _send_records(framing, create, limit, label, data, terminator, limit_of)
+
+
+def _send_records(
+    framing: Framing,
+    create: Callable[[], Outlet],
+    limit: int,
+    label: str,
+    data: bytes | None,
+    terminator: bytes,
+    limit_of: str,
+) -> None:
     room = limit - len(terminator)
     batches = _batches(framing, data, room, label, limit, limit_of)
     first = next(batches, None)  # read and checked before anything is created
@@ -245,12 +260,14 @@ def receive(
     takes only what it read.
     """
     from ipctool.streams import RecordWriter
+    from ipctool.waiting import waits_in_loop
 
     writer = RecordWriter(framing, cstring, as_json=as_json, meta_key=meta_key)
-    if framing is Framing.STREAM:
-        _receive_stream(inbox, writer, nowait, timeout)
-    else:
-        _receive_messages(inbox, writer, count, follow, nowait, timeout)
+    with waits_in_loop():
+        if framing is Framing.STREAM:
+            _receive_stream(inbox, writer, nowait, timeout)
+        else:
+            _receive_messages(inbox, writer, count, follow, nowait, timeout)
 
 
 def _waiter(inbox: Inbox, nowait: bool, timeout: float | None) -> Callable[[], Message]:

@@ -27,6 +27,7 @@ pieces or a gap came, or END counts other bytes than arrived.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import struct
 import time
@@ -46,6 +47,7 @@ _CONTROL = struct.Struct("!16scQQQQq")  # magic, kind, id, then four numbers
 CONTROL_SIZE = _CONTROL.size
 START, END, ABORT = b"S", b"E", b"A"
 _PIECE = struct.Struct("!cQI")  # "P", stream id, sequence number
+_PIECE_PREFIX, _SEQ = struct.Struct("!cQ"), struct.Struct("!I")  # its two parts
 PIECE_HEADER = _PIECE.size
 PIECE = b"P"
 CHANNEL_BASE = STREAM_CHANNEL_BASE
@@ -148,7 +150,7 @@ def send(outlet: Outlet, chunks: Iterable[bytes], channels: bool) -> None:
     try:
         if channel is not None:
             for chunk in chunks:
-                if len(chunk) == CONTROL_SIZE and chunk.startswith(MAGIC):
+                if len(chunk) == CONTROL_SIZE and chunk[: len(MAGIC)] == MAGIC:  # bytes or a view
                     put(chunk[:1], channel)  # never taken for a control message
                     chunk = chunk[1:]
                     sent += 1
@@ -316,35 +318,53 @@ def _follow(
 
     channel = start.channel if start.channel >= 0 else None
     poll, empty = inbox.poller(channel)
+    data_of = _piece_data(start, channel)
+    write = writer.write_raw
     written, seq = 0, 0
     idle_until = None if timeout is None else time.monotonic() + timeout
     looked_after_exit = False
+    deferred = interrupts_deferred()  # a piece taken from the kernel is written first
     while True:
-        with interrupts_deferred():  # a piece taken from the kernel is written first
-            message = None
-            try:
-                message = poll()
+        with deferred:
+            message, drained, before = None, False, seq
+            try:  # the pieces waiting now, a bounded number under one deferral
+                for _ in itertools.repeat(None, PIECES_AT_ONCE):
+                    message = poll()
+                    data = data_of(message[0], seq)
+                    if data is None:
+                        break
+                    write(data)
+                    written += len(data)
+                    seq += 1
+                    message = None
             except empty:
-                pass
+                drained = True
             except Exception as exc:
                 if not inbox.recover(exc):
                     raise inbox.translate(exc) from None
                 poll, empty = inbox.poller(channel)
                 continue
+            if message is None and not drained:
+                continue  # PIECES_AT_ONCE taken: a Ctrl-C held meanwhile acts now
+            if seq != before and idle_until is not None:
+                idle_until = time.monotonic() + timeout  # type: ignore[operator]
             if message is None and not nowait and not looked_after_exit:
                 writer.flush()  # the reader gets all that came before any wait
                 message = _wait_a_while(inbox, channel, idle_until, timeout)
-            if message is not None:
-                kind, data = _classify(message[0], start, channel, seq)
-                if kind == "piece":
-                    writer.write_raw(data)
+                data = None if message is None else data_of(message[0], seq)
+                if data is not None:
+                    write(data)
                     written += len(data)
                     seq += 1
+                    message = None
                     if idle_until is not None:
                         idle_until = time.monotonic() + timeout  # type: ignore[operator]
-                    continue
+            if message is not None:
+                kind, _ = _classify(message[0], start, channel, seq)
                 _end_or_break(inbox, start, kind, message[0], written, seq)
                 return
+            if seq != before:
+                continue
         writer.flush()
         if nowait:
             raise WouldBlock(inbox.label, f"the stream is not complete ({written} bytes so far)")
@@ -355,6 +375,34 @@ def _follow(
             )
         if not start.sender_alive():
             looked_after_exit = True  # one more look: pieces sent just before it ended
+
+
+PIECES_AT_ONCE = 64  # pieces taken under one Ctrl-C deferral: a bound keeps Ctrl-C prompt
+
+
+def _piece_data(start: Start, channel: int | None) -> Callable[[bytes, int], bytes | None]:
+    """What _classify says of a piece, fast: its data, or None for anything else
+    (which _classify then names)."""
+    if channel is not None:
+
+        def on_channel(data: bytes, seq: int) -> bytes | None:
+            if len(data) == CONTROL_SIZE and data.startswith(MAGIC):
+                return None
+            return data
+
+        return on_channel
+    prefix = _PIECE_PREFIX.pack(PIECE, start.id)
+
+    def with_header(data: bytes, seq: int) -> bytes | None:
+        if (
+            data.startswith(prefix)
+            and len(data) >= PIECE_HEADER
+            and _SEQ.unpack_from(data, _PIECE_PREFIX.size)[0] == seq & 0xFFFFFFFF
+        ):
+            return data[PIECE_HEADER:]
+        return None
+
+    return with_header
 
 
 def _wait_a_while(

@@ -116,10 +116,21 @@ def iter_record_batches(
         yield [b"".join(tail)]
 
 
-def iter_chunks(size: int, fd: int = STDIN) -> Iterator[bytes]:
-    """stdin in pieces of at most `size` bytes, none of them empty (for stream)."""
-    while chunk := _read(fd, size):
-        yield chunk
+def iter_pieces(size: int, fd: int = STDIN) -> Iterator[list[bytes]]:
+    """stdin cut in pieces of at most `size` bytes, none of them empty (for
+    stream), a batch per read.
+
+    A read takes up to READ_CHUNK bytes (a pipe gives what it holds, without
+    waiting for more) and the pieces are views into it: no copy per piece, and
+    one system call for many. (Typed as bytes: a memoryview slice is what every
+    send takes, and no receiver of a piece relies on more than the buffer.)"""
+    read_size = max(size, READ_CHUNK // size * size)
+    while chunk := _read(fd, read_size):
+        if len(chunk) <= size:
+            yield [chunk]
+            continue
+        view = memoryview(chunk)
+        yield [view[at : at + size] for at in range(0, len(chunk), size)]  # type: ignore[misc]
 
 
 class Oversized(Exception):
@@ -149,7 +160,7 @@ def stdin_batches(
         yield [whole]
     elif framing is Framing.STREAM:
         if data is None:
-            yield from ([chunk] for chunk in iter_chunks(max_size, fd))
+            yield from iter_pieces(max_size, fd)
         else:
             yield [data[i : i + max_size] for i in range(0, len(data), max_size)]
     else:
@@ -197,6 +208,7 @@ class WriteFailed(Exception):
 
 
 RAW_BUFFER = 1 << 16
+RAW_PIECES = 256  # and at most this many pieces a write (IOV_MAX is 1024)
 
 
 class RecordWriter:
@@ -235,7 +247,8 @@ class RecordWriter:
         self.one_page: bool | None = None  # shrunk on the first wait_read()
         self.last: list[tuple[bytes, Any]] = []  # the last batch, until it has been read
         self.poller: Any = None
-        self.raw = bytearray()  # stream bytes not written yet (write_raw)
+        self.raw: list[bytes] = []  # stream pieces not written yet (write_raw)
+        self.raw_size = 0
 
     def cut(self, message: bytes) -> bytes:
         """The message as --cstring shows it: up to its first NUL."""
@@ -288,16 +301,27 @@ class RecordWriter:
     def write_raw(self, data: bytes) -> None:
         """Bytes as they are (stream pieces), gathered up to RAW_BUFFER bytes a
         write; flush() before waiting. A stream that fails to get out is broken
-        whatever is done, so here a buffer costs nothing and saves many writes."""
-        self.raw.extend(data)
-        if len(self.raw) >= RAW_BUFFER:
+        whatever is done, so here a buffer costs nothing and saves many writes.
+        The pieces are kept as they came and go out in one writev: no copy."""
+        self.raw.append(data)
+        self.raw_size += len(data)
+        if self.raw_size >= RAW_BUFFER or len(self.raw) >= RAW_PIECES:
             self.flush()
 
     def flush(self) -> None:
-        if self.raw:
-            data, self.raw = bytes(self.raw), bytearray()
-            if self._write(data) < len(data):
-                raise _stdout_error(self.error) from None
+        if not self.raw:
+            return
+        pieces, size = self.raw, self.raw_size
+        self.raw, self.raw_size = [], 0
+        try:
+            done = os.writev(self.fd, pieces)
+        except OSError as err:
+            self.error, done = err, -1
+        if 0 <= done < size:  # a short write (a signal, a full disk): the rest as usual
+            rest = b"".join(pieces)[done:]
+            done = self._write(rest) + (size - len(rest))
+        if done < size:
+            raise _stdout_error(self.error) from None
 
     def wait_read(self) -> None:
         """For a pipe: return once its reader has read all that was written. If the

@@ -35,6 +35,7 @@ from ipctool.interrupts import interrupts_deferred
 
 __all__ = [
     "Deadline",
+    "heartbeat_running",
     "interrupts_deferred",
     "pause",
     "retry_until",
@@ -43,6 +44,7 @@ __all__ = [
     "wait_fd",
     "wait_fds",
     "wait_for",
+    "waits_in_loop",
     "when_ready",
 ]
 
@@ -248,13 +250,13 @@ def retry_until(
 
 
 class _Alarm:
-    """SIGALRM for the length of one C-call wait: installed, then the previous
-    handler and any timer someone else had running are put back."""
+    """SIGALRM for C-call waits: installed, then the previous handler and any
+    timer someone else had running are put back."""
 
-    __slots__ = ("fired", "previous", "previous_timer", "started")
+    __slots__ = ("beating", "fired", "previous", "previous_timer", "started")
 
     def __init__(self) -> None:
-        self.fired = False
+        self.fired = self.beating = False
         self.previous_timer: tuple[float, float] | None = None
 
     def on_alarm(self, signum: int, frame: object) -> None:
@@ -264,8 +266,9 @@ class _Alarm:
         self.previous = interrupts.raw.signal(signal.SIGALRM, self.on_alarm)
         return self
 
-    def arm(self, seconds: float) -> None:
-        earlier = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6))
+    def arm(self, seconds: float, interval: float = 0.0) -> None:
+        earlier = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6), interval)
+        self.beating = interval > 0
         if self.previous_timer is None:  # the first arm: what was running before us
             self.previous_timer, self.started = earlier, time.monotonic()
 
@@ -281,6 +284,53 @@ class _Alarm:
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
 
 
+class waits_in_loop:
+    """A loop that may wait in C many times (a send or recv of many messages):
+    wait_for's SIGALRM, once a wait needs it, stays installed and beating until
+    the loop ends, instead of being installed and taken down around every wait.
+
+    A SysV stream whose queue holds two pieces waits once a piece or so; the
+    handler swap and timer calls of a wait of its own cost more than the piece.
+    Nothing happens unless wait_for runs inside (descriptor waits need no
+    alarm). Meanwhile SIGALRM interrupts other system calls every HEARTBEAT,
+    which Python retries (PEP 475). Nested loops share the outermost one's.
+    """
+
+    __slots__ = ("alarm", "outer")
+
+    def __enter__(self) -> waits_in_loop:
+        self.alarm: _Alarm | None = None
+        self.outer = _loop[0]
+        if self.outer is None and threading.get_ident() == _MAIN_THREAD:
+            _loop[0] = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if _loop[0] is self:
+            _loop[0] = None
+        if self.alarm is not None:
+            self.alarm.__exit__()
+
+    def started_alarm(self) -> _Alarm:
+        if self.alarm is None:
+            self.alarm = _Alarm().__enter__()
+        return self.alarm
+
+
+_loop: list[waits_in_loop | None] = [None]
+
+
+def heartbeat_running() -> bool:
+    """Whether a loop's alarm beats now (inside waits_in_loop, once a C-call wait
+    has started it). A blocking C call entered meanwhile is interrupted within
+    HEARTBEAT wherever a Ctrl-C lands, so with no timeout to keep it may go
+    straight into the kernel, without a non-blocking try or wait_for around it;
+    an interrupted call then raises its library's "signaled" error, to be
+    handled by wait_for as usual."""
+    loop = _loop[0]
+    return loop is not None and loop.alarm is not None and loop.alarm.beating
+
+
 def wait_for(
     call: Callable[[], T],
     *,
@@ -294,36 +344,54 @@ def wait_for(
     For what has no descriptor to poll (a SysV queue's msgrcv/msgsnd). A Ctrl-C
     recorded while deferred is acted on before the call starts. One can still
     land between that check and the kernel entering the wait, where nothing in
-    Python sees it: the heartbeat (FIRST_BEAT, then HEARTBEAT) interrupts the
-    call, and the check runs again. It also checks a watched stdout.
+    Python sees it: the heartbeat (FIRST_BEAT, then every HEARTBEAT) interrupts
+    the call, and the check runs again. It also checks a watched stdout.
+    Inside `waits_in_loop` the alarm stays installed between calls.
     """
     if threading.get_ident() != _MAIN_THREAD:  # signal handlers run in the main thread only
         return call()
     interrupts.ensure_handler()
+    loop = _loop[0]
+    if loop is not None:
+        return _wait_in_c(call, loop.started_alarm(), timeout, obj, signaled, watch_stdout)
+    with _Alarm() as alarm:
+        return _wait_in_c(call, alarm, timeout, obj, signaled, watch_stdout)
+
+
+def _wait_in_c(
+    call: Callable[[], T],
+    alarm: _Alarm,
+    timeout: float | Deadline | None,
+    obj: str | None,
+    signaled: type[BaseException] | tuple[type[BaseException], ...],
+    watch_stdout: bool,
+) -> T:
     deadline = as_deadline(timeout)
     watching_stdout = watch_stdout and stdout_is_pipe()
-    beating = watching_stdout or interrupts.ours()  # no Ctrl-C to see in a background job
-    beat = FIRST_BEAT
-    with _Alarm() as alarm:
-        while True:
-            interrupts.raise_if_interrupted()
-            # Checked after each heartbeat only: before the first call, the flush
-            # that preceded the wait would have failed with EPIPE already.
-            if watching_stdout and beat == HEARTBEAT and stdout_reader_gone():
-                raise StdoutClosed(errno.EPIPE, "stdout: reader went away")
-            left = deadline.remaining()
-            if left is not None and left <= 0:
-                raise deadline.error(obj)
-            slices = [s for s in (beat if beating else None, left) if s is not None]
-            if slices:
-                alarm.arm(min(slices))
-            try:
-                return call()  # the alarm is re-armed or, on leaving, stopped by _Alarm
-            except signaled:
-                interrupts.run_pending_handlers()
-                if interrupts.interrupted():
-                    raise KeyboardInterrupt from None
-                if not alarm.fired:
-                    raise
-                alarm.fired = False
-                beat = HEARTBEAT
+    # The heartbeat is for a Ctrl-C (none in a background job) and a watched stdout.
+    beating = watching_stdout or interrupts.ours()
+    first = True
+    while True:
+        interrupts.raise_if_interrupted()
+        # Checked after a heartbeat only: before the first call, the flush that
+        # preceded the wait would have failed with EPIPE already.
+        if watching_stdout and not first and stdout_reader_gone():
+            raise StdoutClosed(errno.EPIPE, "stdout: reader went away")
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise deadline.error(obj)
+        beat = FIRST_BEAT if first else HEARTBEAT
+        if beating:  # one shot at min(beat, left), then every HEARTBEAT
+            alarm.arm(beat if left is None else min(beat, left), HEARTBEAT)
+        elif left is not None:
+            alarm.arm(left)
+        alarm.fired = False
+        try:
+            return call()  # the alarm beats on, or stops when its loop or wait ends
+        except signaled:
+            interrupts.run_pending_handlers()
+            if interrupts.interrupted():
+                raise KeyboardInterrupt from None
+            if not alarm.fired:
+                raise
+            first = False

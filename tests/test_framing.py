@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ipctool.streams import (
     Framing,
     Oversized,
-    iter_chunks,
+    iter_pieces,
     iter_record_batches,
     stdin_batches,
     stdin_records,
@@ -76,15 +76,18 @@ def test_records_with_a_limit_stop_at_the_first_one_over_it(
     assert got == records[:first_long]
 
 
-@given(data=st.binary(max_size=5000), size=st.integers(min_value=1, max_value=700))
-def test_chunks_are_nonempty_bounded_and_complete(data: bytes, size: int) -> None:
-    fd = feed([data])
+@given(
+    writes=st.lists(st.binary(min_size=1, max_size=3000), max_size=6),
+    size=st.integers(min_value=1, max_value=9000),
+)
+def test_pieces_are_nonempty_bounded_and_complete(writes: list[bytes], size: int) -> None:
+    fd = feed(writes)  # writes of any size: reads take what the pipe holds
     try:
-        chunks = list(iter_chunks(size, fd))
+        pieces = [bytes(p) for batch in iter_pieces(size, fd) for p in batch]
     finally:
         os.close(fd)
-    assert b"".join(chunks) == data
-    assert all(0 < len(c) <= size for c in chunks)
+    assert b"".join(pieces) == b"".join(writes)
+    assert all(0 < len(p) <= size for p in pieces)
 
 
 @given(data=st.binary(max_size=3000), size=st.integers(min_value=1, max_value=500))

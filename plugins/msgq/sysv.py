@@ -15,6 +15,7 @@ from ipctool.api import (
     TooLarge,
     WouldBlock,
     format_key,
+    heartbeat_running,
     read_sysctl,
     read_table,
     signed_key,
@@ -107,16 +108,22 @@ class SysvQueue:
     def sending(self, mtype: int, nowait: bool, timeout: float | None) -> SysvQueue:
         """This queue as send's Outlet: messages of type mtype, waiting as asked."""
         self.mtype, self.nowait, self.timeout = mtype, nowait, timeout
+        self.may_block = not nowait and timeout is None
         return self
 
     def put(self, data: bytes, channel: int | None = None) -> None:
-        """One message of type mtype (or of a stream's channel, a type of its own)."""
+        """One message of type mtype (or of a stream's channel, a type of its own).
+
+        Once the loop's heartbeat runs (a stream that has waited once), a message
+        that fits goes in one blocking call: a stream's queue is full every other
+        piece, and a failed try plus a wait of its own cost more than the piece."""
         mtype = channel or self.mtype
+        block = self.may_block and len(data) <= self.message_limit and heartbeat_running()
         try:
-            self.queue.send(data, False, mtype)  # the fast path: room in the queue
+            self.queue.send(data, block, mtype)  # the fast path: room in the queue
         except sysv_ipc.BusyError:  # full: wait for room (no second try first)
             self._wait_to_put(data, mtype)
-        except Exception:
+        except Exception:  # a signal ended a blocking send, or an error: look closer
             self._put_slowly(data, mtype)
 
     def put_many(self, messages: list[bytes]) -> None:
