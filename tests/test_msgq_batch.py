@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -217,3 +218,17 @@ def test_any_messages_round_trip_exactly(messages: list[tuple[bytes, int]]) -> N
         got, error = _batch.receive_many(queue.id, len(messages) + 1, 0, msgmax())
         assert error == errno.ENOMSG
     assert received + got == messages
+
+
+@pytest.mark.parametrize(("env", "native"), [({}, True), ({"IPCTOOL_NO_NATIVE": "1"}, False)])
+def test_the_plugin_uses_it_unless_told_not_to(env: dict[str, str], native: bool) -> None:
+    check = "from ipctool_plugins.msgq import sysv; print(sysv._batch is not None)"
+    environment = {k: v for k, v in os.environ.items() if k != "IPCTOOL_NO_NATIVE"}
+    done = subprocess.run(
+        [sys.executable, "-c", check],
+        env={**environment, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == f"{native}\n"
