@@ -8,7 +8,7 @@
  *
  * Both stop at the first failure and say its errno, so that the caller deals
  * with it (waits for room, grows its buffer, raises) exactly as it does for a
- * single call. Nothing taken from the kernel is lost: see receive_many.
+ * single call. Nothing taken from the kernel is lost: see take_one.
  *
  * Optional: without a compiler ipctool installs without this module and the
  * plugin uses sysv_ipc alone (as it does when IPCTOOL_NO_NATIVE is set).
