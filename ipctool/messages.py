@@ -228,7 +228,14 @@ class Inbox(Protocol):
     def translate(self, exc: BaseException) -> BaseException:
         """The library's exception as an ipctool error naming the object."""
 
+    # Optional: take_many(most) -> list[Message] takes up to `most` of the selected
+    # messages in one call of the mechanism's own, without waiting: [] if none is
+    # waiting. It raises the library's error (as poller()'s receive would) only
+    # when nothing could be taken; after a batch, it must be the next call that
+    # raises. recv uses it where the Inbox has it, and poller() otherwise.
 
+
+Taker = Callable[[int], tuple[list[Message], BaseException | None]]
 Empty = type[BaseException] | tuple[type[BaseException], ...]
 BATCH = 1024  # messages gathered before one write: bounded, so output keeps flowing
 
@@ -289,22 +296,13 @@ def _receive_messages(
 ) -> None:
     from ipctool.waiting import interrupts_deferred
 
-    poll, empty = inbox.poller()
+    take = _taker(inbox)
     wait = _waiter(inbox, nowait, timeout)
     most = 1 if writer.pipe else BATCH
     remaining = -1 if follow else count
     while remaining:
-        failure: BaseException | None = None
         with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
-            batch: list[Message] = []
-            append = batch.append
-            try:  # a counted loop: no test or arithmetic per message in Python
-                for _ in itertools.repeat(None, most if remaining < 0 else min(most, remaining)):
-                    append(poll())
-            except empty:
-                pass
-            except Exception as exc:  # the batch so far still goes out first
-                failure = exc
+            batch, failure = take(most if remaining < 0 else min(most, remaining))
             if remaining > 0:
                 remaining -= len(batch)
             if not batch and failure is None:
@@ -325,12 +323,44 @@ def _receive_messages(
         if failure is not None:
             if not inbox.recover(failure):
                 raise inbox.translate(failure) from None
-            poll, empty = inbox.poller()
+            take = _taker(inbox)
         if writer.pipe and remaining and batch:  # outside the deferral: Ctrl-C ends it
             try:
                 writer.wait_read()
             except WriteFailed as failed:
                 raise _write_failure(inbox, failed) from None
+
+
+def _taker(inbox: Inbox) -> Taker:
+    """take(n): up to n waiting messages without waiting, and the failure that
+    stopped it (None: n taken, or none was left). The inbox's own take_many if it
+    has one, else a loop of its poller()'s receive: a counted loop, with no test or
+    arithmetic per message in Python."""
+    take_many: Callable[[int], list[Message]] | None = getattr(inbox, "take_many", None)
+    if take_many is not None:
+
+        def take_batch(most: int) -> tuple[list[Message], BaseException | None]:
+            try:
+                return take_many(most), None
+            except Exception as exc:
+                return [], exc
+
+        return take_batch
+    poll, empty = inbox.poller()
+
+    def take_each(most: int) -> tuple[list[Message], BaseException | None]:
+        batch: list[Message] = []
+        append = batch.append
+        try:
+            for _ in itertools.repeat(None, most):
+                append(poll())
+        except empty:
+            pass
+        except Exception as exc:  # the batch so far still goes out first
+            return batch, exc
+        return batch, None
+
+    return take_each
 
 
 def _deliver(inbox: Inbox, writer: RecordWriter, batch: list[Message]) -> None:

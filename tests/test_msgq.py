@@ -18,6 +18,17 @@ from conftest import run_as_nobody, sysv_keys_present
 from ipctool.testing import Result, assert_one_line_error, command, run
 
 
+@pytest.fixture(params=["batches", "sysv_ipc"])
+def sysv_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A test that takes this runs twice: with SysV messages moved in the C batches
+    (plugins/msgq/_batch.c), and through sysv_ipc alone (IPCTOOL_NO_NATIVE=1)."""
+    if request.param == "sysv_ipc":
+        monkeypatch.setenv("IPCTOOL_NO_NATIVE", "1")
+    else:
+        monkeypatch.delenv("IPCTOOL_NO_NATIVE", raising=False)
+    return request.param
+
+
 def ipcs_row(key: str) -> list[str] | None:
     out = subprocess.run(["ipcs", "-q"], capture_output=True, text=True, check=True).stdout
     want = f"0x{int(key, 0):08x}"
@@ -81,7 +92,7 @@ def test_ipcmk_queue_is_inspected_and_cleaned() -> None:
 # --- types, priorities, framing ----------------------------------------------
 
 
-def test_sysv_types_select_as_msgrcv_does(sysv_key: str) -> None:
+def test_sysv_types_select_as_msgrcv_does(sysv_key: str, sysv_calls: str) -> None:
     for mtype in ("5", "3", "7"):
         assert run("msgq", "send", sysv_key, "--type", mtype, "--data", f"t{mtype}").code == 0
     assert run("msgq", "recv", sysv_key, "--type", "7").stdout == b"t7"
@@ -96,7 +107,7 @@ def test_posix_priorities_highest_first(posix_name: str) -> None:
     assert got.stdout == b"9\n5\n1\n"
 
 
-def test_lines_and_null_round_trip(sysv_key: str, posix_name: str) -> None:
+def test_lines_and_null_round_trip(sysv_key: str, posix_name: str, sysv_calls: str) -> None:
     for target in (sysv_key, posix_name):
         assert run("msgq", "send", target, "--lines", input=b"a\n\nb c\n").code == 0
         assert run("msgq", "recv", target, "--lines", "--count", "3").stdout == b"a\n\nb c\n"
@@ -140,7 +151,7 @@ def test_whole_message_over_limit_creates_nothing(sysv_key: str, posix_name: str
     assert run("msgq", "inspect", posix_name).code == 3
 
 
-def test_recv_json_text_and_base64(sysv_key: str, posix_name: str) -> None:
+def test_recv_json_text_and_base64(sysv_key: str, posix_name: str, sysv_calls: str) -> None:
     run("msgq", "send", sysv_key, "--type", "4", "--data", "hé")
     run("msgq", "send", sysv_key, "--type", "4", input=b"\xff\x00")
     lines = run("msgq", "recv", sysv_key, "--count", "2", "--json").stdout.splitlines()
@@ -151,7 +162,7 @@ def test_recv_json_text_and_base64(sysv_key: str, posix_name: str) -> None:
     assert record == {"priority": 2, "size": 1, "encoding": "utf-8", "data": "p"}
 
 
-def test_large_messages_are_never_truncated(sysv_key: str) -> None:
+def test_large_messages_are_never_truncated(sysv_key: str, sysv_calls: str) -> None:
     data = os.urandom(8192)  # msgmax: four times sysv_ipc's default buffer
     assert run("msgq", "send", sysv_key, input=data).code == 0
     assert run("msgq", "recv", sysv_key).stdout == data
@@ -350,7 +361,7 @@ def test_posix_queue_limits_are_named(posix_name: str) -> None:
     assert "queues_max (0)" in full.stderr, full.stderr
 
 
-def test_permission_denied_for_nobody(sysv_key: str, posix_name: str) -> None:
+def test_permission_denied_for_nobody(sysv_key: str, posix_name: str, sysv_calls: str) -> None:
     for target in (sysv_key, posix_name):
         assert run("msgq", "send", target, "--data", "root only").code == 0
         assert_one_line_error(run_as_nobody("msgq", "recv", target), "msgq", 4)
@@ -474,7 +485,7 @@ def test_follow_timeout_is_an_idle_limit_that_ends_with_0(sysv_key: str) -> None
     assert_one_line_error(run("msgq", "recv", sysv_key, "--timeout", "0.2"), "msgq", 124)
 
 
-def test_nowait_and_drain(sysv_key: str) -> None:
+def test_nowait_and_drain(sysv_key: str, sysv_calls: str) -> None:
     run("msgq", "send", sysv_key, "--lines", input=b"1\n2\n")
     drained = run("msgq", "recv", sysv_key, "--follow", "--nowait", "--lines")
     assert (drained.code, drained.stdout) == (0, b"1\n2\n")
@@ -499,7 +510,9 @@ def drain(target: str) -> list[bytes]:
     return got.stdout.splitlines()
 
 
-def test_a_reader_that_leaves_takes_only_what_it_read(sysv_key: str, posix_name: str) -> None:
+def test_a_reader_that_leaves_takes_only_what_it_read(
+    sysv_key: str, posix_name: str, sysv_calls: str
+) -> None:
     """`recv --follow | head -1` with many queued: only the line head printed leaves
     the queue. recv takes the next message only once the pipe has been read empty,
     and puts back what the reader left unread in the pipe (at the end)."""
@@ -542,7 +555,7 @@ def test_a_message_written_after_the_readers_last_read_goes_back(sysv_key: str) 
 
 @pytest.mark.parametrize("framing", [["--lines"], ["--json"], []], ids=str)
 def test_messages_not_written_are_put_back(
-    sysv_key: str, posix_name: str, framing: list[str]
+    sysv_key: str, posix_name: str, framing: list[str], sysv_calls: str
 ) -> None:
     sent = numbered(5)
     for target in (sysv_key, posix_name):
@@ -603,7 +616,9 @@ def test_follow_notices_closed_pipe_while_waiting(sysv_key: str) -> None:
     assert proc.stderr.read() == b""
 
 
-def test_send_to_full_queue_waits_then_times_out(sysv_key: str, posix_name: str) -> None:
+def test_send_to_full_queue_waits_then_times_out(
+    sysv_key: str, posix_name: str, sysv_calls: str
+) -> None:
     full = os.urandom(8192)
     for _ in range(2):  # 2 x 8 KiB fill a SysV queue of 16 KiB
         assert run("msgq", "send", sysv_key, input=full).code == 0
@@ -615,7 +630,7 @@ def test_send_to_full_queue_waits_then_times_out(sysv_key: str, posix_name: str)
         assert_one_line_error(Result(code, b"", err), "msgq", 124)  # it waited, and gave up
 
 
-def test_private_queue_by_id() -> None:
+def test_private_queue_by_id(sysv_calls: str) -> None:
     queue = sysv_ipc.MessageQueue(sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, 0o600)
     queue_id = str(queue.id)
     try:
@@ -639,6 +654,29 @@ def test_private_queue_by_id() -> None:
     finally:
         with contextlib.suppress(sysv_ipc.ExistentialError):
             queue.remove()
+
+
+def test_a_batch_stopped_by_a_large_message_is_written_whole(sysv_calls: str, tmp_path) -> None:
+    """By id, recv's buffer is msg_qbytes when that is below msgmax: a larger message
+    waiting behind small ones stops the batch (E2BIG). The small ones are written
+    first, then the buffer grows to msgmax and the large one comes too."""
+    queue = sysv_ipc.MessageQueue(sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, 0o600)
+    try:
+        for data in (b"small1", b"small2", b"x" * 200):
+            queue.send(data, False)
+        queue.max_size = 100  # below what waits: the buffer by id is 100 bytes
+        out = tmp_path / "out"
+        with open(out, "wb") as file:  # into a file: one batch, not a message at a time
+            done = subprocess.run(
+                command("msgq", "recv", "--id", str(queue.id), "--lines", "--count", "3"),
+                stdout=file,
+                stderr=subprocess.PIPE,
+                timeout=30,
+            )
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert out.read_bytes() == b"small1\nsmall2\n" + b"x" * 200 + b"\n"
+    finally:
+        queue.remove()
 
 
 def test_recv_create_lets_the_receiver_start_first(sysv_key: str, posix_name: str) -> None:
@@ -769,7 +807,7 @@ def test_record_over_the_limit_after_others(sysv_key: str) -> None:
     assert (got.code, got.stdout) == (0, b"first\nsecond\n")
 
 
-def test_messages_received_before_an_error_are_written() -> None:
+def test_messages_received_before_an_error_are_written(sysv_calls: str) -> None:
     script = """
       $IPCTOOL msgq send 0x3001 --data small1 && $IPCTOOL msgq send 0x3001 --data small2 &&
       head -c 5000 /dev/zero | $IPCTOOL msgq send 0x3001 &&
@@ -782,7 +820,9 @@ def test_messages_received_before_an_error_are_written() -> None:
     assert "larger than msgmax" in done.stderr
 
 
-def test_follow_receiver_grows_its_buffer_when_msgmax_is_raised(tmp_path) -> None:
+def test_follow_receiver_grows_its_buffer_when_msgmax_is_raised(
+    tmp_path, sysv_calls: str
+) -> None:
     """A receiver sizes its buffer to msgmax when it starts; a larger message sent
     after msgmax was raised is received whole, not refused as too large."""
     script = """
@@ -806,7 +846,7 @@ def test_follow_receiver_grows_its_buffer_when_msgmax_is_raised(tmp_path) -> Non
     assert done.stdout == "same\n", (done.stdout, done.stderr)
 
 
-def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path) -> None:
+def test_ctrl_c_while_draining_loses_nothing(sysv_key: str, tmp_path, sysv_calls: str) -> None:
     sent = [f"{i:06d}" for i in range(300_000)]  # about 0.5 s of traffic to interrupt
     for trial, received in enumerate((1, 100_000)):  # interrupt after this many messages
         proc = subprocess.Popen(command("msgq", "send", sysv_key, "--lines"), stdin=subprocess.PIPE)
@@ -970,7 +1010,7 @@ def test_stream_data_that_looks_like_the_protocol(sysv_key: str, posix_name: str
 
 @pytest.mark.parametrize("into", ["pipe", "file"])
 def test_many_lines_arrive_exactly_once_in_order(
-    sysv_key: str, posix_name: str, tmp_path, into: str
+    sysv_key: str, posix_name: str, tmp_path, into: str, sysv_calls: str
 ) -> None:
     """Into a pipe recv takes a message at a time, into a file in batches: either
     way every message arrives once, in order (same count and sha256)."""

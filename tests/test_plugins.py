@@ -230,6 +230,35 @@ def test_wheel_maps_plugins_to_a_distinct_package(tmp_path: Path) -> None:
     section = text.split("[ipctool]\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert {"msgq = ipctool_plugins.msgq", "fifo = ipctool_plugins.fifo"} <= set(section)
     assert "ipctool_plugins/fifo/commands.py" in names
+    assert accelerators(names), "msgq's C batches were not built (the suite has gcc)"
+
+
+def accelerators(names: list[str]) -> list[str]:
+    return [n for n in names if n.startswith("ipctool_plugins/msgq/_batch.") and n.endswith(".so")]
+
+
+@pytest.mark.slow
+def test_without_a_compiler_the_wheel_builds_without_the_accelerator(tmp_path: Path) -> None:
+    """msgq's C batches are an optional extension: where they cannot be compiled,
+    ipctool still builds (msgq then runs on sysv_ipc alone, as with IPCTOOL_NO_NATIVE,
+    which tests/test_msgq.py runs). In a copy, so that no earlier build is reused."""
+    import shutil
+
+    root = Path(__file__).parents[1]
+    copy = tmp_path / "ipctool"
+    ignored = (".venv", ".git", "*.egg-info", "build", "__pycache__", "*.so", ".*_cache")
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(*ignored))
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    done = subprocess.run(
+        [*pip, "-w", str(tmp_path), str(copy)],
+        env={**os.environ, "CC": "false"},  # a compiler that always fails
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    (wheel,) = tmp_path.glob("ipctool-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "ipctool_plugins/msgq/sysv.py" in names and not accelerators(names)
 
 
 def test_every_public_api_name_resolves() -> None:

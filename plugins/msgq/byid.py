@@ -8,10 +8,9 @@ exactly as it drives a `sysv_ipc.MessageQueue`.
 from __future__ import annotations
 
 import ctypes
-import errno
 import struct
 
-import sysv_ipc
+from ipctool_plugins.msgq.sysv import library_error
 
 IPC_NOWAIT = 0o4000
 LONG = struct.calcsize("l")  # the mtype that heads every message buffer
@@ -28,20 +27,9 @@ _libc.msgrcv.argtypes = [
 ]
 _libc.msgrcv.restype = ctypes.c_ssize_t
 
-_ERRORS: dict[int, type[Exception]] = {
-    errno.EAGAIN: sysv_ipc.BusyError,
-    errno.ENOMSG: sysv_ipc.BusyError,
-    errno.EINTR: sysv_ipc.Error,  # what sysv_ipc raises when a signal interrupts a wait
-    errno.EACCES: sysv_ipc.PermissionsError,
-    errno.EPERM: sysv_ipc.PermissionsError,
-    errno.EINVAL: sysv_ipc.ExistentialError,
-    errno.EIDRM: sysv_ipc.ExistentialError,
-}
-
 
 def _fail() -> None:
-    code = ctypes.get_errno()
-    raise _ERRORS.get(code, OSError)(code, errno.errorcode.get(code, str(code)))
+    raise library_error(ctypes.get_errno())
 
 
 class QueueById:

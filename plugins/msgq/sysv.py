@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import os
+from types import ModuleType
 from typing import Any
 
 import sysv_ipc
@@ -25,6 +27,42 @@ from ipctool_plugins.msgq.limits import check_size
 
 PROC_TABLE = "/proc/sysvipc/msg"
 MSGMAX = "/proc/sys/kernel/msgmax"
+
+
+# sysv_ipc's exceptions for msgsnd's and msgrcv's errnos, for the calls made
+# without it (--id's ctypes calls, the C batches), so that translate() and
+# recover() see what they see from sysv_ipc.
+_ERRORS: dict[int, type[Exception]] = {
+    errno.EAGAIN: sysv_ipc.BusyError,
+    errno.ENOMSG: sysv_ipc.BusyError,
+    errno.EINTR: sysv_ipc.Error,  # what sysv_ipc raises when a signal interrupts a wait
+    errno.EACCES: sysv_ipc.PermissionsError,
+    errno.EPERM: sysv_ipc.PermissionsError,
+    errno.EINVAL: sysv_ipc.ExistentialError,
+    errno.EIDRM: sysv_ipc.ExistentialError,
+    errno.ENOMEM: MemoryError,
+}
+
+
+def library_error(code: int) -> Exception:
+    """The exception sysv_ipc raises for a call that failed with errno `code`."""
+    return _ERRORS.get(code, OSError)(code, os.strerror(code))
+
+
+def _load_batch() -> ModuleType | None:
+    """The C batches of msgsnd/msgrcv calls (_batch.c, about twice as fast as a
+    Python loop of sysv_ipc calls for small messages), or None: not built (no
+    compiler where ipctool was installed), or IPCTOOL_NO_NATIVE is set."""
+    if os.environ.get("IPCTOOL_NO_NATIVE", "") not in ("", "0"):
+        return None
+    try:
+        from ipctool_plugins.msgq import _batch
+    except ImportError:
+        return None
+    return _batch
+
+
+_batch = _load_batch()
 
 
 def msgmax() -> int:
@@ -127,7 +165,27 @@ class SysvQueue:
             self._put_slowly(data, mtype)
 
     def put_many(self, messages: list[bytes]) -> None:
-        """put() for a batch, in one loop: the fast path is sysv_ipc's own send."""
+        """put() for a batch: msgsnd in C's loop where the accelerator is built.
+        Where it stops (a full queue, an error), that message takes put()'s slow
+        path and the batch goes on after it."""
+        if _batch is None:
+            self._put_each(messages)
+            return
+        send_many, queue_id, mtype = _batch.send_many, self.queue.id, self.mtype
+        done, total = 0, len(messages)
+        while True:
+            sent, error = send_many(queue_id, messages[done:] if done else messages, mtype)
+            done += sent
+            if done == total:
+                return
+            if error == errno.EAGAIN:  # full: wait for room (no second try first)
+                self._wait_to_put(messages[done], mtype)
+            else:
+                self._put_slowly(messages[done], mtype)
+            done += 1
+
+    def _put_each(self, messages: list[bytes]) -> None:
+        """put_many() without the accelerator, in one loop around sysv_ipc's send."""
         send, mtype = self.queue.send, self.mtype
         for data in messages:
             try:
@@ -179,9 +237,24 @@ class SysvQueue:
     def receiving(
         self, mtype: int, _nowait: bool = False, _timeout: float | None = None
     ) -> SysvQueue:
-        """This queue as recv's Inbox, selecting messages by type as msgrcv does."""
+        """This queue as recv's Inbox, selecting messages by type as msgrcv does;
+        it takes batches in C (take_many) where the accelerator is built."""
         self.selector = mtype
+        if _batch is not None:
+            self.take_many = self._take_many
         return self
+
+    def _take_many(self, most: int) -> list[tuple[bytes, int]]:
+        """Up to `most` waiting messages in C's loop, [] if none waits. It raises
+        what sysv_ipc would only when the first cannot be taken: after a batch,
+        the same cause stops the next call at once (a message too large stays
+        first in the queue; a removed queue stays removed)."""
+        assert _batch is not None  # receiving() offers this only with the accelerator
+        queue_id, size = self.queue.id, self.buffer_size
+        messages, error = _batch.receive_many(queue_id, most, self.selector, size)
+        if error and not messages and error != errno.ENOMSG:
+            raise library_error(error)
+        return messages
 
     def poller(self, channel: int | None = None) -> tuple[Any, type[BaseException]]:
         """sysv_ipc's own non-blocking receive, and what it raises on an empty queue:

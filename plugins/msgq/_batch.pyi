@@ -1,0 +1,6 @@
+# The C accelerator's interface (_batch.c), for type checking; built optionally.
+
+def send_many(msqid: int, messages: list[bytes], mtype: int, /) -> tuple[int, int]: ...
+def receive_many(
+    msqid: int, most: int, mtype: int, bufsize: int, /
+) -> tuple[list[tuple[bytes, int]], int]: ...
