@@ -155,6 +155,8 @@ class _Relay:
         flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
         src, dst, chunk = self.src.fd, self.dst.fd, self.chunk
         while True:
+            if self.src.tty:  # blocking: a splice would wait in the kernel holding the
+                self._wait_readable()  # other end's pipe lock, deaf to --timeout
             try:
                 n = os.splice(src, dst, chunk, flags=flags)
             except BlockingIOError:
