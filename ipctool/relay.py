@@ -27,8 +27,7 @@ import fcntl
 import os
 import select
 import stat
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from ipctool.errors import IpcError, StdoutClosed, from_os_error
 from ipctool.waiting import Deadline, wait_fds
@@ -88,8 +87,14 @@ def relay(
     watched too (its reader going away ends the relay with StdoutClosed).
     """
     moving = _Relay(src, dst, idle_timeout, obj, watch_stdout, peer_gone)
-    with moving.prepared():
+    # Not a @contextmanager: a Ctrl-C landing as its with-block ends is raised
+    # before the generator resumes, which then runs its clean-up only when
+    # collected, after the descriptors were closed (a traceback on stderr).
+    try:
+        moving.prepare()
         return moving.run()
+    finally:
+        moving.put_back()
 
 
 class _Relay:
@@ -110,12 +115,12 @@ class _Relay:
         self.peer_gone = peer_gone
         self.moved = 0
         self.chunk = CHUNK
+        self.restore: list[tuple[int, int]] = []  # (fd, flags) to put back at the end
 
     # --- setting up and putting back ---------------------------------------------
 
-    @contextmanager
-    def prepared(self) -> Iterator[None]:
-        """Large pipe buffers; O_NONBLOCK where waits need it, given back after.
+    def prepare(self) -> None:
+        """Large pipe buffers; O_NONBLOCK where waits need it (put_back undoes it).
 
         Pipes need no O_NONBLOCK for splice (SPLICE_F_NONBLOCK covers them),
         files never block, and a terminal is shared with the shell, so only
@@ -124,16 +129,18 @@ class _Relay:
         for end in (self.src, self.dst):
             if end.pipe:
                 self.chunk = max(self.chunk, _grow_pipe(end.fd))
-        restore: list[tuple[int, int]] = []
-        try:
-            for end in (self.src, self.dst):
-                if end.socket:
-                    restore.append(_set_nonblocking(end.fd))
-            self.restore = restore
-            yield
-        finally:
-            for fd, flags in restore:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        for end in (self.src, self.dst):
+            if end.socket:
+                self._set_nonblocking(end.fd)
+
+    def _set_nonblocking(self, fd: int) -> None:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        self.restore.append((fd, flags))  # first: a Ctrl-C right after the switch is covered
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+
+    def put_back(self) -> None:
+        for fd, flags in self.restore:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
 
     def run(self) -> int:
         ways: list[Callable[[], int]] = []
@@ -155,6 +162,8 @@ class _Relay:
         flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
         src, dst, chunk = self.src.fd, self.dst.fd, self.chunk
         while True:
+            if self.src.tty:  # blocking: a splice would wait in the kernel holding the
+                self._wait_readable()  # other end's pipe lock, deaf to --timeout
             try:
                 n = os.splice(src, dst, chunk, flags=flags)
             except BlockingIOError:
@@ -189,7 +198,7 @@ class _Relay:
         """read into one reused buffer, write it out (partial writes resumed)."""
         for end in (self.src, self.dst):
             if end.pipe:  # splice refused them: waits now need O_NONBLOCK here too
-                self.restore.append(_set_nonblocking(end.fd))
+                self._set_nonblocking(end.fd)
         from ipctool.interrupts import interrupts_deferred
 
         buffer = bytearray(self.chunk)
@@ -222,7 +231,9 @@ class _Relay:
     def _write_all(self, view: memoryview, n: int) -> None:
         done = 0
         while done < n:
-            if self.dst.tty:
+            # A terminal is blocking: wait until it takes bytes, but not when it
+            # does now (that wait would end on the Ctrl-C and drop what was read).
+            if self.dst.tty and not _ready_now(self.dst.fd, select.POLLOUT):
                 self._wait_writable()
             try:
                 done += os.write(self.dst.fd, view[done:n])
@@ -284,10 +295,10 @@ class _Relay:
         return mapped
 
 
-def _set_nonblocking(fd: int) -> tuple[int, int]:
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    return fd, flags
+def _ready_now(fd: int, events: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(0))
 
 
 def _grow_pipe(fd: int) -> int:

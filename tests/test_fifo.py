@@ -194,6 +194,33 @@ def test_reader_killed_mid_stream_is_a_named_error(fifo_path: str) -> None:
     assert "Traceback" not in err
 
 
+def test_send_from_a_silent_terminal_times_out(fifo_path: str) -> None:
+    """stdin a terminal: after what was typed, send waits for more in poll, where
+    --timeout ends it. A splice straight from the terminal waited in the kernel
+    instead, deaf to --timeout, holding the FIFO's pipe lock: the reader's reads
+    (and inspect's) hung there too, unkillable, until someone typed."""
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.mkfifo(fifo_path, 0o600)
+    reader = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK)
+    os.write(master, b"typed\n")
+    sender = subprocess.Popen(
+        command("fifo", "send", fifo_path, "--timeout", "1"), stdin=slave, stderr=subprocess.PIPE
+    )
+    try:
+        err = sender.communicate(timeout=10)[1]
+        # Only now read the FIFO: with the lock held, this read would hang the test.
+        assert (sender.returncode, os.read(reader, 100)) == (124, b"typed\n"), err
+        assert err.decode() == f"ipctool: fifo: {fifo_path}: timed out after 1 s\n"
+    finally:
+        sender.kill()
+        sender.wait()
+        for fd in (reader, master, slave):
+            os.close(fd)
+
+
 def test_no_writer_times_out(fifo_path: str) -> None:
     result = run("fifo", "recv", fifo_path, "--timeout", "0.5")
     assert_one_line_error(result, "fifo", 124)

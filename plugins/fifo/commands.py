@@ -142,9 +142,9 @@ class Fifo:
                 os.unlink(self.path)
         except OSError:
             pass  # gone already (the lecture's reader unlinks it): nothing to do
-        finally:
-            os.close(self.anchor)
-            self.anchor = None
+        # Not in a finally: cut short by a Ctrl-C, the hold stays for the retry.
+        anchor, self.anchor = self.anchor, None
+        os.close(anchor)
 
 
 @contextmanager
@@ -154,7 +154,11 @@ def fifo_at(path: str, mode: int, keep: bool) -> Iterator[Fifo]:
     try:
         yield fifo
     finally:  # Ctrl-C, timeout and errors too: leave nothing we made behind
-        fifo.remove_if_ours()
+        try:
+            fifo.remove_if_ours()
+        except BaseException:  # a Ctrl-C (or SIGTERM) landed in it: finish, then act
+            fifo.remove_if_ours()
+            raise
 
 
 @app.command()
