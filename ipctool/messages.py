@@ -31,7 +31,7 @@ from ipctool.errors import (
     describe,
     from_os_error,
 )
-from ipctool.streams import Framing, Oversized, WriteFailed, stdin_batches
+from ipctool.streams import STDIN, Framing, Oversized, WriteFailed, stdin_batches
 
 if TYPE_CHECKING:
     from ipctool.streams import RecordWriter
@@ -58,6 +58,16 @@ class Outlet(Protocol):
     # Optional: put_many(messages) sends a batch as put() would, one by one, in a
     # loop of the mechanism's own (a Python call per message is a fifth of a
     # small message's cost). send_messages uses it where the Outlet has it.
+    #
+    # Optional, with channels: send_pieces(fd, channel, size, magic, control_size)
+    # -> (sent, eof, errno, rest) reads fd and sends each read (up to size bytes)
+    # as a piece on the channel, blocking, in a loop of the mechanism's own, until
+    # the input ends (eof), a read fails (errno; EINTR: a signal), or a piece is
+    # not sent (rest: its send failed or was interrupted, or it is control_size
+    # bytes starting with magic), returning at the latest after a bounded number
+    # of pieces. sent: bytes sent. --stream uses it for stdin where the Outlet has
+    # it; only where a signal ends its waits (the stream protocol keeps a
+    # heartbeat beating). Offered only where send may block (not --nowait).
 
 
 def send_messages(
@@ -131,6 +141,11 @@ def _send_stream(
     batches = _batches(Framing.STREAM, data, room, label, limit, limit_of)
     first = next(batches, None)  # read before anything is created
     outlet = create()
+    if first and data is None and channels and hasattr(outlet, "send_pieces"):
+        # The rest of stdin in the outlet's own loop; the first read, here, has
+        # already said what a closed stdin or a directory is.
+        stream_protocol.send(outlet, first, channels, then=(STDIN, room))
+        return
     pieces = itertools.chain.from_iterable(itertools.chain([first] if first else [], batches))
     stream_protocol.send(outlet, pieces, channels)
 
@@ -233,6 +248,18 @@ class Inbox(Protocol):
     # waiting. It raises the library's error (as poller()'s receive would) only
     # when nothing could be taken; after a batch, it must be the next call that
     # raises. recv uses it where the Inbox has it, and poller() otherwise.
+    #
+    # Optional, with channels: receive_pieces(channel, fd, block, magic, control_size)
+    # -> (written, pieces, control, stop, write_error) takes a stream's pieces from
+    # the channel (waiting for each when block is true) and writes each whole to
+    # fd, in a loop of the mechanism's own, returning at the latest after a
+    # bounded number of pieces; `control` when it took a control message
+    # (control_size bytes starting with magic), not written. stop: why it stopped
+    # before: InterruptedError (a signal ended a wait), the library's "empty"
+    # error of poller() (nothing waiting, without block) or another error of the
+    # receive (for recover() and translate()). write_error: the OSError of a
+    # write to fd, after `written` bytes got out. --stream uses it where the
+    # Inbox has it (the stream protocol keeps a heartbeat beating).
 
 
 Taker = Callable[[int], tuple[list[Message], BaseException | None]]

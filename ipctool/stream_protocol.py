@@ -27,6 +27,7 @@ pieces or a gap came, or END counts other bytes than arrived.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import struct
@@ -41,6 +42,7 @@ from ipctool.messages import STREAM_CHANNEL_BASE
 if TYPE_CHECKING:
     from ipctool.messages import Inbox, Message, Outlet
     from ipctool.streams import RecordWriter
+    from ipctool.waiting import Deadline
 
 MAGIC = b"\xffipctool-stream\x00"
 _CONTROL = struct.Struct("!16scQQQQq")  # magic, kind, id, then four numbers
@@ -136,35 +138,100 @@ def piece_size(limit: int, channels: bool) -> int:
     return limit if channels else limit - PIECE_HEADER
 
 
-def send(outlet: Outlet, chunks: Iterable[bytes], channels: bool) -> None:
+def send(
+    outlet: Outlet,
+    chunks: Iterable[bytes],
+    channels: bool,
+    *,
+    then: tuple[int, int] | None = None,
+) -> None:
     """One stream: START, the chunks as pieces, END. If sending stops midway
     (Ctrl-C, a timeout, an error), what waits on the stream's own channel is
-    taken back and ABORT is sent where it fits at once, so no receiver waits."""
+    taken back and ABORT is sent where it fits at once, so no receiver waits.
+
+    then: (fd, size): after the chunks, the rest of fd in pieces of up to size
+    bytes, read and sent by the outlet's own loop (Outlet.send_pieces, which
+    the caller made sure it has; only with channels)."""
     start = Start.new(channels)
     channel = start.channel if channels else None
     if channel is not None:
         outlet.take_all(channel)  # leftovers of an earlier sender with this channel
-    put = outlet.put
-    put(start.encode())
-    sent = 0
+    sent = [0]  # bytes sent so far, also when sending stops midway
+    if then is not None and not _beating():  # never block in C where no alarm beats
+        chunks = itertools.chain(chunks, _read_pieces(*then))
+        then = None
+    outlet.put(start.encode())
     try:
-        if channel is not None:
-            for chunk in chunks:
-                if len(chunk) == CONTROL_SIZE and chunk[: len(MAGIC)] == MAGIC:  # bytes or a view
-                    put(chunk[:1], channel)  # never taken for a control message
-                    chunk = chunk[1:]
-                    sent += 1
-                put(chunk, channel)
-                sent += len(chunk)
+        if channel is None:
+            _put_with_headers(outlet.put, chunks, start.id, sent)
         else:
-            header, ident = _PIECE.pack, start.id
-            for seq, chunk in enumerate(chunks):
-                put(header(PIECE, ident, seq & 0xFFFFFFFF) + chunk)
-                sent += len(chunk)
-        put(control(END, start.id, sent), channel)
+            _put_on_channel(outlet.put, chunks, channel, sent)
+            if then is not None:
+                _send_natively(outlet, channel, *then, sent)
+        outlet.put(control(END, start.id, sent[0]), channel)
     except BaseException:
-        _abort(outlet, start, channel, sent)
+        _abort(outlet, start, channel, sent[0])
         raise
+
+
+def _put_on_channel(
+    put: Callable[[bytes, int], None], chunks: Iterable[bytes], channel: int, sent: list[int]
+) -> None:
+    for chunk in chunks:
+        if len(chunk) == CONTROL_SIZE and chunk[: len(MAGIC)] == MAGIC:  # bytes or a view
+            put(chunk[:1], channel)  # never taken for a control message
+            chunk = chunk[1:]
+            sent[0] += 1
+        put(chunk, channel)
+        sent[0] += len(chunk)
+
+
+def _put_with_headers(
+    put: Callable[[bytes], None], chunks: Iterable[bytes], ident: int, sent: list[int]
+) -> None:
+    header = _PIECE.pack
+    for seq, chunk in enumerate(chunks):
+        put(header(PIECE, ident, seq & 0xFFFFFFFF) + chunk)
+        sent[0] += len(chunk)
+
+
+def _beating() -> bool:
+    """Whether the loop's heartbeat runs (started here if need be): it ends every
+    blocking C call within HEARTBEAT, so no Ctrl-C is ever lost. False off the
+    main thread or outside waits_in_loop."""
+    from ipctool.waiting import heartbeat_started
+
+    return heartbeat_started()
+
+
+def _read_pieces(fd: int, size: int) -> Iterable[bytes]:
+    from ipctool.streams import iter_pieces
+
+    return itertools.chain.from_iterable(iter_pieces(size, fd))
+
+
+def _send_natively(outlet: Outlet, channel: int, fd: int, size: int, sent: list[int]) -> None:
+    """The rest of fd, read and sent in the outlet's loop, which returns for
+    Python to act: a Ctrl-C (raised as the deferral ends, after the count), a
+    read error, or a piece it did not send, sent here by put() (which waits,
+    times out or fails as usual) or escaped (one that looks like a control
+    message)."""
+    from ipctool.streams import stdin_error
+    from ipctool.waiting import interrupts_deferred
+
+    send_pieces = outlet.send_pieces  # type: ignore[attr-defined]
+    deferred = interrupts_deferred()
+    while True:
+        _beating()  # a wait in put() may have stopped it
+        with deferred:
+            count, eof, error, rest = send_pieces(fd, channel, size, MAGIC, CONTROL_SIZE)
+            sent[0] += count
+        if rest is not None:
+            _put_on_channel(outlet.put, (rest,), channel, sent)
+        elif error and error != errno.EINTR:
+            raise stdin_error(error)
+        if eof:
+            return
 
 
 def _abort(outlet: Outlet, start: Start, channel: int | None, sent: int) -> None:
@@ -317,6 +384,10 @@ def _follow(
     from ipctool.waiting import interrupts_deferred
 
     channel = start.channel if start.channel >= 0 else None
+    receive_pieces = getattr(inbox, "receive_pieces", None)
+    if channel is not None and receive_pieces is not None and (nowait or _beating()):
+        _follow_natively(inbox, receive_pieces, writer, start, nowait, timeout)
+        return
     poll, empty = inbox.poller(channel)
     data_of = _piece_data(start, channel)
     write = writer.write_raw
@@ -378,6 +449,93 @@ def _follow(
 
 
 PIECES_AT_ONCE = 64  # pieces taken under one Ctrl-C deferral: a bound keeps Ctrl-C prompt
+
+
+# What Inbox.receive_pieces returns: written, pieces, control, stop, write_error.
+PiecesTaken = tuple[int, int, bytes | None, BaseException | None, OSError | None]
+
+
+def _follow_natively(
+    inbox: Inbox,
+    receive_pieces: Callable[..., PiecesTaken],
+    writer: RecordWriter,
+    start: Start,
+    nowait: bool,
+    timeout: float | None,
+) -> None:
+    """_follow, with the pieces taken and written in the inbox's own loop
+    (Inbox.receive_pieces), which writes every piece it takes before it returns.
+    Python looks when it does: after a signal ended its wait (Ctrl-C, raised as
+    the deferral ends; the heartbeat, for --timeout, stdout's reader and the
+    sender), at a control message, or at an error."""
+    from ipctool.streams import stdout_error
+    from ipctool.waiting import Deadline, interrupts_deferred
+
+    writer.flush()  # nothing may wait in the writer's buffer: C writes to its fd
+    channel, fd = start.channel, writer.fd
+    empty = inbox.poller(channel)[1]
+    idle, look_at = Deadline(timeout), time.monotonic() + HEARTBEAT
+    written, seq, gone = 0, 0, False
+    deferred = interrupts_deferred()
+    while True:
+        block = not (nowait or gone)
+        if block:
+            _beating()  # a wait of another kind in this loop may have stopped it
+        with deferred:  # counted before a Ctrl-C acts
+            count, pieces, message, stop, failed = receive_pieces(
+                channel, fd, block, MAGIC, CONTROL_SIZE
+            )
+            written, seq = written + count, seq + pieces
+        if failed is not None:
+            raise stdout_error(failed) from None
+        if message is not None:
+            kind, _ = _classify(message, start, channel, seq)
+            _end_or_break(inbox, start, kind, message, written, seq)
+            return
+        if pieces:
+            idle.restart()
+            look_at = time.monotonic() + HEARTBEAT
+        elif stop is not None and _waited(inbox, start, stop, empty, nowait, written):
+            _while_waiting(inbox, idle)
+            if time.monotonic() >= look_at:
+                gone = not start.sender_alive()  # then one more look: pieces sent before
+                look_at = time.monotonic() + HEARTBEAT
+
+
+def _waited(
+    inbox: Inbox,
+    start: Start,
+    stop: BaseException,
+    empty: type[BaseException] | tuple[type[BaseException], ...],
+    nowait: bool,
+    written: int,
+) -> bool:
+    """Why the inbox's loop stopped with no piece: True if a signal ended its
+    wait; False if it may go on (the inbox recovered); else an error."""
+    if isinstance(stop, InterruptedError):
+        return True
+    if isinstance(stop, empty):  # not waiting: --nowait, or the sender is gone
+        if nowait:
+            raise WouldBlock(inbox.label, f"the stream is not complete ({written} bytes so far)")
+        raise StreamBroken(
+            inbox.label,
+            f"the sender (pid {start.pid}) is gone: the stream stopped after {written} bytes",
+        )
+    if not inbox.recover(stop):
+        raise inbox.translate(stop) from None
+    return False
+
+
+def _while_waiting(inbox: Inbox, idle: Deadline) -> None:
+    """What a wait in C, ended by the heartbeat, looks at as wait_for does: the
+    idle --timeout, and whether stdout's reader went away (a quiet 141)."""
+    from ipctool.errors import StdoutClosed
+    from ipctool.waiting import stdout_is_pipe, stdout_reader_gone
+
+    if idle.expired():
+        raise idle.error(inbox.label)
+    if stdout_is_pipe() and stdout_reader_gone():
+        raise StdoutClosed(errno.EPIPE, "stdout: reader went away")
 
 
 def _piece_data(start: Start, channel: int | None) -> Callable[[bytes, int], bytes | None]:

@@ -68,6 +68,11 @@ def _read(fd: int, size: int) -> bytes:
         raise from_os_error("stdin", err) from None
 
 
+def stdin_error(code: int) -> BaseException:
+    """A failed read of stdin (errno `code`), named as _read names it."""
+    return from_os_error("stdin", OSError(code, os.strerror(code)))
+
+
 def read_all(fd: int = STDIN, limit: int | None = None) -> bytes:
     """All of stdin, exactly (for the whole framing).
 
@@ -238,7 +243,7 @@ class RecordWriter:
         try:
             mode = os.fstat(fd).st_mode
         except OSError as err:  # stdout closed (>&-)
-            raise _stdout_error(err) from None
+            raise stdout_error(err) from None
         self.fd = fd
         self.terminator = framing.separator
         self.cstring = cstring
@@ -321,7 +326,7 @@ class RecordWriter:
             rest = b"".join(pieces)[done:]
             done = self._write(rest) + (size - len(rest))
         if done < size:
-            raise _stdout_error(self.error) from None
+            raise stdout_error(self.error) from None
 
     def wait_read(self) -> None:
         """For a pipe: return once its reader has read all that was written. If the
@@ -378,6 +383,6 @@ def _unread(fd: int) -> int:
     return count[0]
 
 
-def _stdout_error(err: OSError) -> BaseException:
+def stdout_error(err: OSError) -> BaseException:
     """A closed pipe stays BrokenPipeError (a quiet exit); others name stdout."""
     return err if isinstance(err, BrokenPipeError) else from_os_error("stdout", err)

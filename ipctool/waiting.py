@@ -36,6 +36,7 @@ from ipctool.interrupts import interrupts_deferred
 __all__ = [
     "Deadline",
     "heartbeat_running",
+    "heartbeat_started",
     "interrupts_deferred",
     "pause",
     "retry_until",
@@ -329,6 +330,24 @@ def heartbeat_running() -> bool:
     handled by wait_for as usual."""
     loop = _loop[0]
     return loop is not None and loop.alarm is not None and loop.alarm.beating
+
+
+def heartbeat_started() -> bool:
+    """Start the loop's alarm beating (every HEARTBEAT) if it does not yet, for a
+    loop that blocks in its own C calls, never through wait_for: each such call
+    then ends (EINTR) within HEARTBEAT wherever a Ctrl-C lands, so its caller
+    can look at Ctrl-C, a timeout or a peer and go back in. It beats even where
+    SIGINT is not ours (a background job): the caller's other looks need it.
+    False outside waits_in_loop or off the main thread, where no alarm can beat:
+    the caller must not block in C there."""
+    loop = _loop[0]
+    if loop is None:
+        return False
+    alarm = loop.started_alarm()
+    if not alarm.beating:
+        interrupts.ensure_handler()
+        alarm.arm(HEARTBEAT, HEARTBEAT)
+    return True
 
 
 def wait_for(

@@ -133,7 +133,9 @@ def stream_through(target: str, data: bytes, tmp_path) -> bytes:
     return received.read_bytes()
 
 
-def test_stream_mode_large_binary(sysv_key: str, posix_name: str, tmp_path) -> None:
+def test_stream_mode_large_binary(
+    sysv_key: str, posix_name: str, tmp_path, sysv_calls: str
+) -> None:
     data = os.urandom(300_000)
     # The receiver may start first and find no queue yet: create it first.
     for target in (sysv_key, posix_name):
@@ -927,7 +929,7 @@ def sha(data: bytes) -> str:
 
 
 def test_stream_after_an_interrupted_one_gets_only_its_own_bytes(
-    sysv_key: str, posix_name: str, tmp_path
+    sysv_key: str, posix_name: str, tmp_path, sysv_calls: str
 ) -> None:
     """A sender interrupted before any receiver came leaves its start and first
     pieces in the queue; the next stream's receiver skips them with a warning."""
@@ -949,7 +951,7 @@ def test_stream_after_an_interrupted_one_gets_only_its_own_bytes(
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_receiver_of_a_stream_whose_sender_stops_fails(
-    sysv_key: str, posix_name: str, tmp_path, stop: int
+    sysv_key: str, posix_name: str, tmp_path, stop: int, sysv_calls: str
 ) -> None:
     """The sender stops after 1 MB: its receiver says so (exit 1) instead of waiting
     forever, and the next stream arrives whole."""
@@ -998,7 +1000,9 @@ def test_two_streams_at_once_each_arrive_whole(
         assert got == sorted((len(b), sha(b)) for b in sent)
 
 
-def test_stream_data_that_looks_like_the_protocol(sysv_key: str, posix_name: str) -> None:
+def test_stream_data_that_looks_like_the_protocol(
+    sysv_key: str, posix_name: str, sysv_calls: str
+) -> None:
     from ipctool.stream_protocol import END, START, control
 
     for target in (sysv_key, posix_name):
@@ -1027,3 +1031,160 @@ def test_many_lines_arrive_exactly_once_in_order(
         got = out.read_bytes()
         assert (got.count(b"\n"), sha(got)) == (20_000, sha(sent))
         assert run("msgq", "recv", target, "--nowait").code == 5  # nothing left over
+
+
+# --- SysV streams in C's loops (and, to compare, through sysv_ipc alone) ----------------
+
+
+def make_queue(target: str) -> None:
+    run("msgq", "send", target, "--data", "")
+    run("msgq", "recv", target)
+
+
+def send_file(target: str, path) -> subprocess.Popen:
+    with open(path, "rb") as source:
+        return subprocess.Popen(
+            command("msgq", "send", target, "--stream"), stdin=source, stderr=subprocess.PIPE
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["receiver", "sender"])
+def test_64_mib_arrive_byte_exact(sysv_key: str, tmp_path, first: str, sysv_calls: str) -> None:
+    source, copy = tmp_path / "in", tmp_path / "out"
+    source.write_bytes(os.urandom(64 << 20))
+    make_queue(sysv_key)
+    if first == "receiver":
+        receiver = start_receiver(sysv_key, copy, "--timeout", "60")
+        wait_until_blocked(receiver.pid)
+        sender = send_file(sysv_key, source)
+    else:
+        sender = send_file(sysv_key, source)
+        wait_until_blocked(sender.pid)  # the queue is full
+        receiver = start_receiver(sysv_key, copy, "--timeout", "60")
+    assert sender.wait(timeout=60) == 0, sender.stderr.read()
+    assert receiver.wait(timeout=60) == 0, receiver.stderr.read()
+    got, sent = copy.read_bytes(), source.read_bytes()
+    assert (len(got), sha(got)) == (len(sent), sha(sent))
+
+
+def pipe_is_read(writer) -> None:
+    """Until the reader has taken everything written to the pipe (FIONREAD)."""
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [1])
+    deadline = time.monotonic() + 10
+    while count[0]:
+        fcntl.ioctl(writer.fileno(), termios.FIONREAD, count)
+        assert time.monotonic() < deadline, "the sender never read its stdin"
+        time.sleep(0.002)  # polling a condition
+
+
+def test_a_piece_like_a_control_message_inside_a_stream(
+    sysv_key: str, tmp_path, sysv_calls: str
+) -> None:
+    """Each part below reaches the sender in a read of its own: the 65-byte ones
+    would be pieces that look like an END, if the sender did not escape them."""
+    from ipctool.stream_protocol import END, control
+
+    lookalike = control(END, 0, 0)
+    parts = [os.urandom(10_000), lookalike, os.urandom(3000), lookalike]
+    make_queue(sysv_key)
+    out = tmp_path / "out"
+    receiver = start_receiver(sysv_key, out, "--timeout", "60")
+    wait_until_blocked(receiver.pid)
+    sender = subprocess.Popen(
+        command("msgq", "send", sysv_key, "--stream"),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    for part in parts:
+        sender.stdin.write(part)
+        pipe_is_read(sender.stdin)
+    sender.stdin.close()
+    assert sender.wait(timeout=30) == 0, sender.stderr.read()
+    assert receiver.wait(timeout=30) == 0, receiver.stderr.read()
+    assert out.read_bytes() == b"".join(parts)
+
+
+# A stream sender waits in msgsnd (a full queue) or read (stdin).
+SENDER_CALLS = {m: BLOCKING_CALLS[m] | READ_CALLS[m] for m in BLOCKING_CALLS}
+
+
+def assert_prefix(got: bytes, sent: bytes) -> None:
+    assert sha(got) == sha(sent[: len(got)]), f"the {len(got)} bytes written are not what was sent"
+
+
+@pytest.mark.parametrize("side", ["receiver", "sender"])
+def test_ctrl_c_mid_stream_at_many_moments(
+    sysv_key: str, tmp_path, side: str, sysv_calls: str
+) -> None:
+    """Ctrl-C to one end while the stream flows (or waits), after each of several
+    amounts has arrived: exit 130, nothing on stderr, and what the receiver wrote
+    is exactly the start of what was sent (a piece it took is written whole)."""
+    import random
+
+    data = os.urandom(24 << 20)
+    moments = [0, 1, 8192, *random.Random(side).sample(range(1 << 16, 20 << 20), 5)]
+    make_queue(sysv_key)
+    for at in moments:
+        out = tmp_path / f"out-{at}"
+        receiver = start_receiver(sysv_key, out, "--timeout", "60")
+        wait_until_blocked(receiver.pid)
+        sender = start_sender(sysv_key, data, more_to_come=True)  # the stream cannot end
+        wait_until_blocked(sender.pid, SENDER_CALLS)  # started: Ctrl-C is ours now
+        wait_for_size(out, at, receiver)
+        stopped, other = (receiver, sender) if side == "receiver" else (sender, receiver)
+        stopped.send_signal(signal.SIGINT)
+        assert stopped.wait(timeout=10) == 130, f"at {at}: {stopped.stderr.read()!r}"
+        assert stopped.stderr.read() == b"", f"at {at}"
+        if side == "receiver":  # the sender waits for room that will not come
+            other.send_signal(signal.SIGINT)
+            assert other.wait(timeout=10) == 130
+        else:
+            assert other.wait(timeout=10) == 1  # "stopped the stream after N bytes"
+            assert b"stopped the stream" in other.stderr.read()
+        sender.stdin.close()
+        assert_prefix(out.read_bytes(), data)
+
+
+@pytest.mark.parametrize("when", ["writing", "waiting"])
+def test_a_stream_into_a_reader_that_leaves_ends_quietly(
+    sysv_key: str, when: str, sysv_calls: str
+) -> None:
+    """`recv --stream | head -c 1`: the reader leaves while recv writes (EPIPE), or
+    while it waits for the next piece (seen at the heartbeat): 141, quietly."""
+    make_queue(sysv_key)
+    receiver = subprocess.Popen(
+        command("msgq", "recv", sysv_key, "--stream"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_until_blocked(receiver.pid)
+    size = 8 << 20 if when == "writing" else 100
+    sender = start_sender(sysv_key, os.urandom(size), more_to_come=True)
+    assert len(receiver.stdout.read(1)) == 1
+    if when == "waiting":
+        wait_until_blocked(receiver.pid)  # all 100 bytes written: it waits for more
+    receiver.stdout.close()
+    assert receiver.wait(timeout=10) == 141
+    assert receiver.stderr.read() == b""
+    sender.send_signal(signal.SIGINT)
+    assert sender.wait(timeout=10) in (0, 130)  # 0: all of it fitted in the queue
+    sender.stdin.close()
+
+
+def test_a_stream_into_a_full_disk_is_an_error(sysv_key: str, sysv_calls: str) -> None:
+    make_queue(sysv_key)
+    with open("/dev/full", "wb") as full:
+        receiver = subprocess.Popen(
+            command("msgq", "recv", sysv_key, "--stream"), stdout=full, stderr=subprocess.PIPE
+        )
+    wait_until_blocked(receiver.pid)
+    assert run("msgq", "send", sysv_key, "--stream", input=os.urandom(10_000)).code == 0
+    result = Result(receiver.wait(timeout=10), b"", receiver.stderr.read())
+    assert_one_line_error(result, "msgq", 1)
+    assert "stdout: no space left on device" in result.err

@@ -8,11 +8,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import groupby
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sysv_ipc
@@ -20,10 +25,12 @@ from conftest import NOBODY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ipctool.stream_protocol import ABORT, CONTROL_SIZE, END, MAGIC, control
 from ipctool.testkit import unique_key
 from ipctool_plugins.msgq import _batch
 from ipctool_plugins.msgq.sysv import msgmax
 
+T = TypeVar("T")
 REMOVED = {errno.EIDRM, errno.EINVAL}  # EINVAL: the id names no queue any more
 
 
@@ -232,3 +239,183 @@ def test_the_plugin_uses_it_unless_told_not_to(env: dict[str, str], native: bool
         check=True,
     )
     assert done.stdout == f"{native}\n"
+
+
+# --- a stream's loops: send_pieces and receive_pieces --------------------------
+
+STREAM_TYPE = 1 << 30  # a stream's channel
+ALL = 1 << 30  # pieces a call may move: more than any test sends
+
+
+def pieces_in(path, size: int) -> list[bytes]:
+    data = path.read_bytes()
+    return [data[at : at + size] for at in range(0, len(data), size)]
+
+
+def send_all(queue_id: int, fd: int, size: int) -> tuple[int, list[bytes]]:
+    """send_pieces until the end of fd: bytes sent, and the pieces it gave back."""
+    sent, back = 0, []
+    while True:
+        count, eof, error, rest = _batch.send_pieces(
+            queue_id, STREAM_TYPE, fd, size, ALL, MAGIC, CONTROL_SIZE
+        )
+        sent += count
+        assert error == 0, os.strerror(error)
+        if rest is not None:
+            back.append(rest)
+        if eof:
+            return sent, back
+
+
+def receive_in_thread(queue_id: int, fd: int) -> list[tuple]:
+    """receive_pieces, blocking, in a thread (it releases the GIL while it waits)."""
+    results: list[tuple] = []
+
+    def take() -> None:
+        results.append(
+            _batch.receive_pieces(
+                queue_id, STREAM_TYPE, msgmax(), fd, True, ALL, MAGIC, CONTROL_SIZE
+            )
+        )
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    results.append(thread)
+    return results
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=60_000), size=st.integers(CONTROL_SIZE + 1, 8192))
+def test_pieces_round_trip_exactly(data: bytes, size: int) -> None:
+    """A file read in pieces of `size`, through a queue that holds two of them
+    (both loops block by turns), written whole, then the control message that
+    ends it comes back untouched."""
+    with new_queue() as queue, tempfile.TemporaryDirectory() as tmp:
+        source, copy = Path(tmp) / "in", Path(tmp) / "out"
+        source.write_bytes(data)
+        with open(source, "rb") as inp, open(copy, "wb") as out:
+            taking = receive_in_thread(queue.id, out.fileno())
+            sent, back = send_all(queue.id, inp.fileno(), size)
+            end = control(END, 1, sent)
+            queue.send(end, True, STREAM_TYPE)
+            taking[0].join(timeout=60)
+        written, pieces, error, write_error, message = taking[1]
+        expected = pieces_in(source, size)
+        if back:  # a last piece that looks like a control message (not sent)
+            assert back == expected[-1:] and expected[-1].startswith(MAGIC)
+            expected.pop()
+        assert (written, pieces, error, write_error, message) == (
+            sent,
+            len(expected),
+            0,
+            0,
+            end,
+        )
+        assert copy.read_bytes() == b"".join(expected)
+
+
+def test_a_piece_like_a_control_message_comes_back(queue: sysv_ipc.MessageQueue, tmp_path) -> None:
+    lookalike = control(END, 0, 0)
+    source = tmp_path / "in"
+    source.write_bytes(b"x" * 100 + lookalike)
+    with open(source, "rb") as inp:
+        fd = inp.fileno()
+        assert _batch.send_pieces(queue.id, 7, fd, 100, ALL, MAGIC, CONTROL_SIZE) == (
+            100,
+            False,
+            0,
+            lookalike,
+        )
+        assert _batch.send_pieces(queue.id, 7, fd, 100, ALL, MAGIC, CONTROL_SIZE) == (
+            0,
+            True,
+            0,
+            None,
+        )
+    assert receive_all(queue) == [(b"x" * 100, 7)]
+
+
+def test_receive_pieces_stops_at_a_control_message(queue: sysv_ipc.MessageQueue) -> None:
+    abort = control(ABORT, 3, 5)
+    for data in (b"first", MAGIC + b"!", abort, b"after"):  # MAGIC alone is data
+        queue.send(data, False, STREAM_TYPE)
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as reader, os.fdopen(write_end, "wb") as writer:
+        got = _batch.receive_pieces(
+            queue.id, STREAM_TYPE, msgmax(), writer.fileno(), False, 5, MAGIC, CONTROL_SIZE
+        )
+        assert got == (22, 2, 0, 0, abort)
+        assert reader.read(22) == b"first" + MAGIC + b"!"
+    assert receive_all(queue) == [(b"after", STREAM_TYPE)]  # left in the queue
+
+
+def test_receive_pieces_stops_after_most_and_when_empty(queue: sysv_ipc.MessageQueue) -> None:
+    for data in (b"a", b"b", b"c"):
+        queue.send(data, False, STREAM_TYPE)
+    with open(os.devnull, "wb") as null:
+        fd = null.fileno()
+        take = _batch.receive_pieces
+        assert take(queue.id, STREAM_TYPE, 10, fd, False, 2, MAGIC, CONTROL_SIZE) == (
+            2,
+            2,
+            0,
+            0,
+            None,
+        )
+        assert take(queue.id, STREAM_TYPE, 10, fd, False, 5, MAGIC, CONTROL_SIZE) == (
+            1,
+            1,
+            errno.ENOMSG,
+            0,
+            None,
+        )
+
+
+@pytest.mark.parametrize("into", ["/dev/full", "closed pipe"])
+def test_a_failed_write_says_its_errno(queue: sysv_ipc.MessageQueue, into: str) -> None:
+    queue.send(b"piece", False, STREAM_TYPE)
+    queue.send(b"next", False, STREAM_TYPE)
+    if into == "/dev/full":
+        out, want = open(into, "wb"), errno.ENOSPC  # noqa: SIM115 - closed below
+    else:
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        out, want = os.fdopen(write_end, "wb"), errno.EPIPE  # SIGPIPE: ignored by Python
+    with out:
+        got = _batch.receive_pieces(
+            queue.id, STREAM_TYPE, msgmax(), out.fileno(), True, ALL, MAGIC, CONTROL_SIZE
+        )
+    assert got == (0, 0, 0, want, None)
+    assert receive_all(queue) == [(b"next", STREAM_TYPE)]  # only the piece it took is gone
+
+
+def interrupted_by_alarm(call: Callable[[], T]) -> T:
+    """call() while an alarm interrupts it once it waits (it waits forever else)."""
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        return call()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_signal_ends_their_waits(queue: sysv_ipc.MessageQueue, tmp_path) -> None:
+    take = _batch.receive_pieces
+    with open(os.devnull, "wb") as null:  # an empty queue: msgrcv waits
+        got = interrupted_by_alarm(
+            lambda: take(queue.id, STREAM_TYPE, 10, null.fileno(), True, ALL, MAGIC, CONTROL_SIZE)
+        )
+    assert got == (0, 0, errno.EINTR, 0, None)
+    queue.max_size = 100  # a full queue: msgsnd waits
+    queue.send(b"f" * 100, False, 1)
+    source = tmp_path / "in"
+    source.write_bytes(b"p" * 60)
+    with open(source, "rb") as inp:
+        got = interrupted_by_alarm(
+            lambda: _batch.send_pieces(
+                queue.id, STREAM_TYPE, inp.fileno(), 60, ALL, MAGIC, CONTROL_SIZE
+            )
+        )
+    assert got == (0, False, errno.EINTR, b"p" * 60)  # the piece comes back, not lost
+    assert receive_all(queue) == [(b"f" * 100, 1)]

@@ -63,6 +63,10 @@ def _load_batch() -> ModuleType | None:
 
 
 _batch = _load_batch()
+# A stream's pieces moved in one call of C's loops: it returns at the latest
+# after these many (8 KiB each), so that a Ctrl-C that landed between two system
+# calls, which ends no wait, is still acted on within a fraction of a millisecond.
+PIECES_AT_ONCE = 64
 
 
 def msgmax() -> int:
@@ -147,7 +151,18 @@ class SysvQueue:
         """This queue as send's Outlet: messages of type mtype, waiting as asked."""
         self.mtype, self.nowait, self.timeout = mtype, nowait, timeout
         self.may_block = not nowait and timeout is None
+        if _batch is not None and not nowait:  # its sends block
+            self.send_pieces = self._send_pieces
         return self
+
+    def _send_pieces(
+        self, fd: int, channel: int, size: int, magic: bytes, control_size: int
+    ) -> tuple[int, bool, int, bytes | None]:
+        """A stream's pieces read from fd and sent in C's loop (see Outlet); a
+        piece it did not send comes back, for put() to send or fail as usual."""
+        assert _batch is not None  # sending() offers this only with the accelerator
+        queue_id = self.queue.id
+        return _batch.send_pieces(queue_id, channel, fd, size, PIECES_AT_ONCE, magic, control_size)
 
     def put(self, data: bytes, channel: int | None = None) -> None:
         """One message of type mtype (or of a stream's channel, a type of its own).
@@ -242,7 +257,25 @@ class SysvQueue:
         self.selector = mtype
         if _batch is not None:
             self.take_many = self._take_many
+            self.receive_pieces = self._receive_pieces
         return self
+
+    def _receive_pieces(
+        self, channel: int, fd: int, block: bool, magic: bytes, control_size: int
+    ) -> tuple[int, int, bytes | None, BaseException | None, OSError | None]:
+        """A stream's pieces taken and written to fd in C's loop (see Inbox)."""
+        assert _batch is not None  # receiving() offers this only with the accelerator
+        queue_id, size = self.queue.id, self.buffer_size
+        written, pieces, error, write_error, control = _batch.receive_pieces(
+            queue_id, channel, size, fd, block, PIECES_AT_ONCE, magic, control_size
+        )
+        stop: BaseException | None = None
+        if error == errno.EINTR:
+            stop = InterruptedError(error, os.strerror(error))
+        elif error:
+            stop = library_error(error)  # ENOMSG: BusyError, as poller()'s receive says
+        failed = OSError(write_error, os.strerror(write_error)) if write_error else None
+        return written, pieces, control, stop, failed
 
     def _take_many(self, most: int) -> list[tuple[bytes, int]]:
         """Up to `most` waiting messages in C's loop, [] if none waits. It raises
