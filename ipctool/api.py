@@ -190,7 +190,6 @@ _LAZY = {
         [
             "IpcTarget",
             "format_key",
-    "heartbeat_running",
             "parse_duration",
             "parse_id",
             "parse_ipc_target",
