@@ -18,6 +18,7 @@ from ipctool.api import (
     ReadyFd,
     Refused,
     TimeoutOption,
+    TooLarge,
     UsageError,
     WouldBlock,
     new_app,
@@ -195,7 +196,9 @@ def send(
             raise UsageError(None, "--set and --count go separately")
     with naming(where.label, translate=translate(where)):
         if set_value is None:
-            sem = open_sem(where, index=index, create=True, value=value, mode=mode)
+            if value + count > value_max(where):  # before anything is made
+                raise TooLarge(where.label, f"--value plus --count would pass {value_max(where)}")
+            sem = open_sem(where, index=index, create=where.id is None, value=value, mode=mode)
             sem.post(count)
             return
         sem = open_sem(where, index=index, create=False, value=0, mode=mode)

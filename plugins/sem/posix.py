@@ -97,11 +97,14 @@ class PosixSem:
         return live_waiters(read_state(path)[1], mappers) or 0
 
     def set(self, value: int) -> None:
-        """No sem_setvalue exists: take or post the difference (not atomic)."""
-        while self.value() > value and self.try_take():
-            pass
-        while self.value() < value:
+        """No sem_setvalue exists: take or post the difference, counted once (as
+        SETVAL would, waiters woken by it then take their units)."""
+        difference = value - self.value()
+        for _ in range(difference):
             self.sem.release()
+        for _ in range(-difference):
+            if not self.try_take():
+                break  # taken by someone else meanwhile: below the goal already
 
     def post(self, count: int, undo: bool = False) -> None:
         if self.value() + count > VALUE_MAX:  # sem_post says only EOVERFLOW
