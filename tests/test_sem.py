@@ -387,3 +387,27 @@ def test_help_names_every_verb() -> None:
     for verb in ("send", "recv", "hold", "inspect", "clean"):
         assert run("sem", verb, "--help").code == 0, verb
     assert sys.executable
+
+
+# --- C peers: the plain calls at the other end ----------------------------------
+
+
+def test_c_waiter_woken_by_ipctool_and_c_poster_seen(compile_peer, target: str) -> None:
+    kind = "posix" if target.startswith("/") else "sysv"
+    peer = str(compile_peer("sem_peer.c"))
+    assert run("sem", "recv", target, "--create", "--nowait").code == 5  # made, at 0
+    waiter = subprocess.Popen([peer, f"{kind}-wait", target], stdout=subprocess.PIPE)
+    try:
+        wait_until_blocked(waiter.pid)
+        got = record(target)
+        assert waiter.pid in got["users"] and got["waiters"] == 1
+        assert_one_line_error(run("sem", "clean", target), "sem", 6)  # in use
+        assert run("sem", "send", target).code == 0
+        out, _ = waiter.communicate(timeout=30)
+        assert (waiter.returncode, out) == (0, b"taken\n")
+    finally:
+        waiter.kill()
+        waiter.wait()
+    subprocess.run([peer, f"{kind}-post", target], check=True)
+    assert run("sem", "recv", target, "--nowait").code == 0
+    assert value(target) == 0
