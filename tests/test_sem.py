@@ -244,6 +244,35 @@ def test_hold_gives_back_however_the_command_ends(target: str) -> None:
     assert value(target) == 1
 
 
+def test_sigterm_to_hold_is_passed_on_and_the_unit_given_back(target: str) -> None:
+    holder, child = hold(target)
+    try:
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(timeout=30) == 143
+        with pytest.raises(ProcessLookupError):  # the command got it too, and ended
+            os.kill(child, 0)
+    finally:
+        end(child)
+        holder.kill()
+        holder.wait()
+    assert value(target) == 1
+
+
+def test_a_set_removed_under_a_waiter_is_not_found(sem_key: str) -> None:
+    assert run("sem", "send", sem_key, "--count", "1").code == 0
+    assert run("sem", "recv", sem_key).code == 0
+    waiter = start_receiver("sem", "recv", sem_key, "--timeout", "60", stderr=subprocess.PIPE)
+    try:
+        wait_until_blocked(waiter.process.pid)
+        assert run("sem", "clean", sem_key, "--force").code == 0
+        _, err = waiter.process.communicate(timeout=30)
+        assert waiter.process.returncode == 3, err
+        assert b"removed" in err and len(err.splitlines()) == 1
+    finally:
+        waiter.process.kill()
+        waiter.process.wait()
+
+
 def test_a_killed_sysv_holder_releases(sem_key: str) -> None:
     holder, child = hold(sem_key)
     try:
@@ -326,6 +355,7 @@ def test_posts_and_waits_interleaved_keep_the_count(
         (("send", "/x", "--index", "1"), 2),
         (("send", "/x", "--count", "2", "--set", "1"), 2),
         (("hold", "/x"), 2),
+        (("recv", "/x", "--value", "1"), 2),  # --value without --create would be ignored
     ],
 )
 def test_bad_input(args: tuple[str, ...], code: int) -> None:
@@ -341,6 +371,13 @@ def test_other_users_semaphore_is_permission_denied(target: str) -> None:
             4,
         )
     assert value(target) == 1
+
+
+def test_post_needs_alter_permission_only(sem_key: str) -> None:
+    """SysV: others may alter (w) without reading (r): a post works, a wait is denied."""
+    assert run("sem", "send", sem_key, "--mode", "0602").code == 0
+    assert run_as_nobody("sem", "send", sem_key).code == 0
+    assert value(sem_key) == 2
 
 
 def test_value_over_the_limit_is_too_large(sem_key: str) -> None:

@@ -88,6 +88,12 @@ def check_value(where: IpcTarget, value: int, option: str) -> int:
     return value
 
 
+def check_create(value: int, create: bool) -> None:
+    """recv and hold make nothing without --create: a --value alone would be ignored."""
+    if value and not create:
+        raise UsageError(None, "--value is what --create starts a new semaphore at: add --create")
+
+
 def translate(where: IpcTarget) -> Any:
     """The errors of both kinds as ipctool's, naming the semaphore."""
     import errno
@@ -234,6 +240,7 @@ def recv(
 
     where = resolve(target, sem_id, index)
     check_value(where, value, "--value")
+    check_create(value, create)
     with naming(where.label, translate=translate(where)):
         sem = open_sem(where, index=index, create=create, value=value, mode=mode)
         announce_ready(where.label if where.id is None else f"--id={where.id}", ready_fd)
@@ -279,6 +286,7 @@ def hold(
         raise UsageError(None, "name a command to run: hold TARGET -- COMMAND [ARG...]")
     where = resolve(target, sem_id, index)
     check_value(where, value, "--value")
+    check_create(value, create)
     undo = not where.posix
     with naming(where.label, translate=translate(where)):
         sem = open_sem(where, index=index, create=create, value=value, mode=mode)
@@ -292,31 +300,82 @@ def hold(
 
 
 def run_command(command: list[str]) -> int:
-    """COMMAND's exit status, as a shell gives it (128+N when killed by signal N)."""
+    """COMMAND's exit status, as a shell gives it (128+N when killed by signal N).
+
+    Ctrl-C, SIGTERM and SIGHUP that end hold are passed on to COMMAND, and hold
+    waits for it, so the unit is given back only once COMMAND is gone."""
     import signal
-    import subprocess
     import sys
 
     from ipctool.api import IpcError
 
+    child = None
     try:
-        child = subprocess.Popen(command)
-    except OSError as err:
-        missing = isinstance(err, FileNotFoundError)
-        reason = "command not found" if missing else (err.strerror or str(err)).lower()
-        sys.stderr.write(IpcError(command[0], reason).line("sem") + "\n")
-        return 127 if missing else 126
-    try:
+        with HeldSignals():  # a signal while the child starts is acted on once it has
+            child = start(command)
+        if child is None:
+            sys.stderr.write(IpcError(command[0], "command not found").line("sem") + "\n")
+            return 127
         code = child.wait()
+    except OSError as err:
+        reason = (err.strerror or str(err)).lower()
+        sys.stderr.write(IpcError(command[0], reason).line("sem") + "\n")
+        return 126
     except BaseException as stop:  # Ctrl-C, SIGTERM, SIGHUP: pass it on, wait for the end
-        number = signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM
-        if isinstance(stop, SystemExit) and isinstance(stop.code, int) and stop.code > 128:
-            number = signal.Signals(stop.code - 128)
-        if child.poll() is None:
-            child.send_signal(number)
-        from ipctool.api import interrupts_deferred
+        if child is not None:
+            number = signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM
+            if isinstance(stop, SystemExit) and isinstance(stop.code, int) and stop.code > 128:
+                number = signal.Signals(stop.code - 128)
+            if child.poll() is None:
+                child.send_signal(number)
+            from ipctool.api import interrupts_deferred
 
-        with interrupts_deferred():
-            child.wait()
+            with interrupts_deferred():
+                child.wait()
         raise
     return 128 - code if code < 0 else code
+
+
+def start(command: list[str]) -> Any:
+    """The running COMMAND, or None if there is no such program."""
+    import subprocess
+
+    try:
+        return subprocess.Popen(command)
+    except FileNotFoundError:
+        return None
+
+
+class HeldSignals:
+    """Ctrl-C, SIGTERM and SIGHUP held while a child starts: one that lands inside
+    subprocess.Popen would otherwise end hold with the child running and unknown.
+    At the end, the first that came is raised, as its handler would have."""
+
+    ENDING = ("SIGTERM", "SIGHUP")
+
+    def __enter__(self) -> None:
+        import signal
+
+        from ipctool.api import interrupts_deferred
+
+        self.came: list[int] = []
+        self.previous: dict[int, Any] = {}
+        for name in self.ENDING:
+            number = getattr(signal, name)
+            handler = signal.getsignal(number)
+            if callable(handler):  # the verb's own unwinding (ignored ones stay ignored)
+                self.previous[number] = signal.signal(number, self._record)
+        self.deferred = interrupts_deferred()
+        self.deferred.__enter__()
+
+    def _record(self, number: int, frame: object) -> None:
+        self.came.append(number)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.deferred.__exit__(*exc)  # raises KeyboardInterrupt if Ctrl-C came
+        if self.came and exc[0] is None:
+            raise SystemExit(128 + self.came[0])

@@ -124,7 +124,11 @@ class SysvSem:
         semctl(self.semid, self.index, SETVAL, value)
 
     def post(self, count: int, undo: bool = False) -> None:
-        if self.value() + count > SEMVMX:  # the kernel says only ERANGE
+        try:
+            current = self.value()
+        except PermissionError:  # may alter (mode -w-) but not read: semop says ERANGE
+            current = 0
+        if current + count > SEMVMX:  # the kernel says only ERANGE
             raise OSError(errno.ERANGE, os.strerror(errno.ERANGE))
         semop(self.semid, self.index, count, SEM_UNDO if undo else 0)
 
