@@ -79,6 +79,13 @@ def test_send_creates_what_ipcs_shows(sem_key: str) -> None:
     assert value(sem_key) == 1
 
 
+def test_posix_semaphore_is_a_0600_file_in_dev_shm(sem_name: str) -> None:
+    assert run("sem", "send", sem_name).code == 0
+    st = os.stat(f"/dev/shm/sem.{sem_name[1:]}")
+    assert (st.st_mode & 0o777, st.st_uid) == (0o600, os.geteuid())
+    assert record(sem_name)["mode"] == "0600"
+
+
 def test_mode_is_exact_whatever_the_umask(target: str) -> None:
     done = subprocess.run(
         [
@@ -448,3 +455,11 @@ def test_c_waiter_woken_by_ipctool_and_c_poster_seen(compile_peer, target: str) 
     subprocess.run([peer, f"{kind}-post", target], check=True)
     assert run("sem", "recv", target, "--nowait").code == 0
     assert value(target) == 0
+
+
+def test_set_during_a_sysv_hold_ends_where_set_put_it(sem_key: str) -> None:
+    """SETVAL drops the undo records: hold's give-back is taken again as it exits."""
+    inner = " ".join(command("sem", "send", sem_key, "--set", "1"))
+    done = run("sem", "hold", sem_key, "--create", "--value", "1", "--", "sh", "-c", inner)
+    assert done.code == 0, done.err
+    assert value(sem_key) == 1
