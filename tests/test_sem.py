@@ -360,6 +360,7 @@ def test_posts_and_waits_interleaved_keep_the_count(
         (("send", "0x1", "--value", "32768"), 2),
         (("send", "/x", "--value", str(2**31)), 2),
         (("send", "/x", "--index", "1"), 2),
+        (("send", "0x1", "--index", "70000"), 2),  # past SEMMSL and sem_num's 16 bits
         (("send", "/x", "--count", "2", "--set", "1"), 2),
         (("hold", "/x"), 2),
         (("recv", "/x", "--value", "1"), 2),  # --value without --create would be ignored

@@ -71,6 +71,12 @@ def resolve(target: str | None, sem_id: int | None, index: int) -> IpcTarget:
     where = parse_ipc_target(target, sem_id)
     if where.posix and index:
         raise UsageError(where.name, "--index is for SysV sets; a POSIX semaphore is one value")
+    if index:
+        from ipctool_plugins.sem.sysv import elements_max
+
+        top = elements_max()
+        if index >= top:  # sem_num is 16 bits, and a set has at most SEMMSL elements
+            raise UsageError(str(index), f"--index is 0 to {top - 1} (kernel.sem's SEMMSL)")
     return where
 
 

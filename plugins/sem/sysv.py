@@ -22,6 +22,16 @@ SEM_UNDO = 0x1000
 SEMVMX = 32767  # the kernel's largest semaphore value (include/uapi/linux/sem.h)
 
 
+def elements_max() -> int:
+    """Elements a set may have: SEMMSL (the first of kernel.sem), and sem_num is 16 bits."""
+    try:
+        with open("/proc/sys/kernel/sem") as f:
+            semmsl = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        semmsl = 250  # the kernel's old default
+    return min(semmsl, 1 << 16)
+
+
 class SemBuf(ctypes.Structure):
     _fields_ = [
         ("sem_num", ctypes.c_ushort),
