@@ -355,6 +355,7 @@ def test_posts_and_waits_interleaved_keep_the_count(
         (("inspect", "0x7effffff"), 3),
         (("recv", "/ipctool-no-such-sem"), 3),
         (("send", "/two/slashes"), 2),
+        (("send", "/" + "a" * 252), 2),  # sem.NAME must fit in 255 bytes
         (("send", "notakey"), 2),
         (("send", "/x", "--value", "-1"), 2),
         (("send", "0x1", "--value", "32768"), 2),

@@ -6,6 +6,7 @@ inspect and clean are the core's, from objects.SemSource. The kernel work is in
 No `from __future__ import annotations` here: typer reads these annotations.
 """
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -67,10 +68,16 @@ Create = Annotated[
 ]
 
 
+NAME_MAX = 251  # 255 for the file name, less glibc's "sem." prefix
+
+
 def resolve(target: str | None, sem_id: int | None, index: int) -> IpcTarget:
     where = parse_ipc_target(target, sem_id)
     if where.posix and index:
         raise UsageError(where.name, "--index is for SysV sets; a POSIX semaphore is one value")
+    if where.name is not None and len(os.fsencode(where.name)) > NAME_MAX + 1:
+        # glibc names the file sem.NAME: four bytes of the 255 a file name may have
+        raise UsageError(where.name, f"a POSIX semaphore's name is 1 to {NAME_MAX} bytes")
     if index:
         from ipctool_plugins.sem.sysv import elements_max
 

@@ -157,7 +157,7 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     last_pids = sorted({e["last_pid"] for e in elements if e["last_pid"]})
     live = {pid for pid in last_pids if pid_alive(pid)}
     users = live | blocked_on(semid, proc)
-    waiters = counted(e["waiting"] for e in elements) + counted(e["waiting_zero"] for e in elements)
+    waiters = counted([e[k] for e in elements for k in ("waiting", "waiting_zero")])
     values = [e["value"] for e in elements]
     extra: dict[str, Any] = {
         "key": key,
@@ -192,14 +192,15 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     )
 
 
-def counted(numbers: Any) -> int:
-    return sum(n for n in numbers if n)
+def counted(numbers: list[int | None]) -> int | None:
+    """Their sum, or None when any is unknown (semctl needs read permission)."""
+    return None if None in numbers else sum(n for n in numbers if n)
 
 
-def orphaned(values: list[int | None], waiters: int, users: set[int]) -> bool:
+def orphaned(values: list[int | None], waiters: int | None, users: set[int]) -> bool:
     """Every value 0, nobody waiting and nobody using it: a holder that died
     without giving its unit back (POSIX has no undo) would leave exactly this."""
-    return bool(values) and all(v == 0 for v in values) and not waiters and not users
+    return bool(values) and all(v == 0 for v in values) and waiters == 0 and not users
 
 
 def blocked_on(semid: int, proc: ProcView) -> set[int]:
@@ -245,7 +246,7 @@ def posix_object(name: str, proc: ProcView) -> IpcObject:
         "creator": user_name(st.st_uid),
         "creator_uid": st.st_uid,
         "mappers": sorted(mappers),
-        "orphaned": orphaned(values, waiters or 0, mappers),
+        "orphaned": orphaned(values, waiters, mappers),
         "op_time": None,
         "change_time": iso_time(st.st_ctime),
     }
