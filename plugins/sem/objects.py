@@ -156,8 +156,8 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
         elements.append(facts)
     last_pids = sorted({e["last_pid"] for e in elements if e["last_pid"]})
     live = {pid for pid in last_pids if pid_alive(pid)}
-    users = live | blocked_on(semid, proc)
     waiters = counted([e[k] for e in elements for k in ("waiting", "waiting_zero")])
+    users = live | blocked_on(semid, proc, waiters)
     values = [e["value"] for e in elements]
     extra: dict[str, Any] = {
         "key": key,
@@ -203,9 +203,21 @@ def orphaned(values: list[int | None], waiters: int | None, users: set[int]) -> 
     return bool(values) and all(v == 0 for v in values) and waiters == 0 and not users
 
 
-def blocked_on(semid: int, proc: ProcView) -> set[int]:
+def blocked_on(semid: int, proc: ProcView, waiters: int | None) -> set[int]:
+    """Processes in semop/semtimedop on the set now. A waiter is not in the call
+    for a moment now and then (a timeout or heartbeat signal wakes it, and it
+    goes back in): while the kernel counts more waiters than were found, root,
+    who sees every process, looks again a few times, briefly."""
+    import time
+
     calls = SEM_SYSCALLS.get(os.uname().machine, set())
-    return set(proc.blocked_pids(calls, semid))
+    found = set(proc.blocked_pids(calls, semid))
+    pause = 0.001
+    while waiters and len(found) < waiters and os.geteuid() == 0 and pause < 0.05:
+        time.sleep(pause)
+        found |= set(ProcView().blocked_pids(calls, semid))
+        pause *= 2
+    return found
 
 
 def live_waiters(counted: int | None, mappers: set[int]) -> int | None:
