@@ -25,6 +25,7 @@ from ipctool.api import (
     new_app,
     parse_ipc_target,
 )
+from ipctool_plugins.sem.limits import NAME_MAX, SEM_VALUE_MAX, SEMVMX
 
 app = new_app(
     help="""Semaphores: SysV (KEY in decimal or 0x-hex, or --id ID) and POSIX (/NAME).
@@ -68,9 +69,6 @@ Create = Annotated[
 ]
 
 
-NAME_MAX = 251  # 255 for the file name, less glibc's "sem." prefix
-
-
 def resolve(target: str | None, sem_id: int | None, index: int) -> IpcTarget:
     where = parse_ipc_target(target, sem_id)
     if where.posix and index:
@@ -88,9 +86,7 @@ def resolve(target: str | None, sem_id: int | None, index: int) -> IpcTarget:
 
 
 def value_max(where: IpcTarget) -> int:
-    if where.posix:
-        return 2**31 - 1  # SEM_VALUE_MAX
-    return 32767  # SEMVMX
+    return SEM_VALUE_MAX if where.posix else SEMVMX
 
 
 def check_value(where: IpcTarget, value: int, option: str) -> int:

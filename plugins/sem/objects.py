@@ -109,8 +109,7 @@ class SemSource(ObjectSource):
             raise from_os_error(obj.target, err) from None
 
     def limits(self) -> dict[str, Any]:
-        from ipctool_plugins.sem.posix import VALUE_MAX
-        from ipctool_plugins.sem.sysv import SEMVMX
+        from ipctool_plugins.sem.limits import SEM_VALUE_MAX, SEMVMX
 
         try:
             with open("/proc/sys/kernel/sem") as f:
@@ -125,7 +124,7 @@ class SemSource(ObjectSource):
                 "semmni": semmni,  # sets
                 "semvmx": SEMVMX,  # largest value
             },
-            "posix": {"sem_value_max": VALUE_MAX},
+            "posix": {"sem_value_max": SEM_VALUE_MAX},
         }
 
     def describe(self, obj: IpcObject) -> str:

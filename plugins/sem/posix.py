@@ -13,9 +13,10 @@ import os
 import struct
 from typing import Any
 
+from ipctool_plugins.sem.limits import SEM_VALUE_MAX
+
 SHM_DIR = "/dev/shm"
 PREFIX = "sem."
-VALUE_MAX = 2**31 - 1  # SEM_VALUE_MAX on Linux
 
 
 def path_of(name: str) -> str:
@@ -107,7 +108,7 @@ class PosixSem:
                 break  # taken by someone else meanwhile: below the goal already
 
     def post(self, count: int, undo: bool = False) -> None:
-        if self.value() + count > VALUE_MAX:  # sem_post says only EOVERFLOW
+        if self.value() + count > SEM_VALUE_MAX:  # sem_post says only EOVERFLOW
             raise OSError(errno.EOVERFLOW, os.strerror(errno.EOVERFLOW))
         for _ in range(count):
             self.sem.release()

@@ -14,12 +14,12 @@ import errno
 import os
 
 from ipctool.api import IpcTarget
+from ipctool_plugins.sem.limits import SEMVMX
 
 IPC_CREAT, IPC_EXCL, IPC_NOWAIT = 0o1000, 0o2000, 0o4000
 IPC_RMID = 0
 GETPID, GETVAL, GETALL, GETNCNT, GETZCNT, SETVAL = 11, 12, 13, 14, 15, 16
 SEM_UNDO = 0x1000
-SEMVMX = 32767  # the kernel's largest semaphore value (include/uapi/linux/sem.h)
 
 
 def elements_max() -> int:
