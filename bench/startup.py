@@ -3,12 +3,14 @@
     .venv/bin/python bench/startup.py [--rounds N] [--pin] [--json FILE] [--quick]
 
 Cases: `echo x | ipctool msgq send K` (a fresh queue each time, removed
-untimed), `ipctool --help`, `ipctool --version` and the TAB completion request
-bash makes for `ipctool msgq s<TAB>`. References: `python -c pass` (the floor:
-the venv's Python and site), `python -c "import typer"` (the framework) and
-`ipcs -q` (a native tool). Every case is reported as time ÷ each reference;
-target: the one-message send at most 1.3x `import typer` (and --help at most
-2x). See bench/README.md.
+untimed), `ipctool sem recv K` (a fresh SysV semaphore at 1 each time, taken,
+then checked and removed untimed), `ipctool --help`, `ipctool --version`
+and the TAB completion request bash makes for `ipctool msgq s<TAB>`.
+References: `python -c pass` (the floor: the venv's Python and site),
+`python -c "import typer"` (the framework) and `ipcs -q` (a native tool).
+Every case is reported as time ÷ each reference; target: the one-message
+send and the one-shot sem recv at most 1.3x `import typer` (and --help at
+most 2x). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from msgq import Queues
 PASS, TYPER, IPCS = "python -c pass", 'python -c "import typer"', "ipcs -q"
 SEND, HELP, VERSION = "echo x | ipctool msgq send K", "ipctool --help", "ipctool --version"
 TAB = "ipctool msgq s<TAB>"
+SEM = "ipctool sem recv K"
 SHORT = {
     PASS: "pass",
     TYPER: "typer",
@@ -31,8 +34,10 @@ SHORT = {
     HELP: "--help",
     VERSION: "--version",
     TAB: "TAB",
+    SEM: "sem recv",
 }
-TARGETS = {(SEND, TYPER): 1.3, (HELP, TYPER): 2.0}  # time ÷ import typer, at most
+# time ÷ import typer, at most
+TARGETS = {(SEND, TYPER): 1.3, (SEM, TYPER): 1.3, (HELP, TYPER): 2.0}
 
 # The environment bash's completion function sets for `ipctool msgq s<TAB>`.
 TAB_ENV = {"_IPCTOOL_COMPLETE": "complete_bash", "COMP_WORDS": "ipctool msgq s", "COMP_CWORD": "2"}
@@ -64,6 +69,21 @@ def send_one(bench: Bench, queues: Queues) -> float:
     return elapsed
 
 
+def sem_recv_one(bench: Bench, queues: Queues) -> float:
+    """Time a recv that finds its semaphore at 1 and takes the unit; check it did
+    and remove the semaphore, untimed (keys from the queues' range: no queue is
+    made on them, and a semaphore's key space is its own)."""
+    key = queues.free_key()
+    semaphore = sysv_ipc.Semaphore(key, sysv_ipc.IPC_CREX, 0o600, 1)
+    try:
+        elapsed = bench.run(Proc([IPCTOOL, "sem", "recv", str(key)]))
+        if semaphore.value != 0:
+            raise BenchError(f"sem recv left the value of {key:#x} at {semaphore.value}")
+    finally:
+        semaphore.remove()
+    return elapsed
+
+
 def check_outputs(bench: Bench) -> None:
     """Each command once, untimed: it works, says what it should, and fills the bytecode cache."""
     for name, (proc, expected) in EXPECTED_OUTPUT.items():
@@ -78,16 +98,18 @@ def body(bench: Bench) -> None:
     bench.at_exit(queues.remove_all)
     check_outputs(bench)
     send_one(bench, queues)
+    sem_recv_one(bench, queues)
     cases: dict[str, Callable[[], float]] = {
         name: (lambda proc=proc: bench.run(proc)) for name, (proc, _) in EXPECTED_OUTPUT.items()
     }
     cases[SEND] = lambda: send_one(bench, queues)
+    cases[SEM] = lambda: sem_recv_one(bench, queues)
     bench.measure(cases)
     bench.report(
         "ipctool start-up",
         [
             Figure(f"{SHORT[case]} ÷ {SHORT[ref]}", case, ref, target=TARGETS.get((case, ref)))
-            for case in (SEND, HELP, VERSION, TAB)
+            for case in (SEND, SEM, HELP, VERSION, TAB)
             for ref in (PASS, TYPER, IPCS)
         ],
         notes=[

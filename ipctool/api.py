@@ -93,6 +93,7 @@ if TYPE_CHECKING:
     from ipctool.waiting import (
         Deadline,
         heartbeat_running,
+        interrupts_deferred,
         retry_until,
         wait_fd,
         wait_fds,
@@ -204,6 +205,7 @@ _LAZY = {
         [
             "Deadline",
             "heartbeat_running",
+            "interrupts_deferred",
             "retry_until",
             "wait_fd",
             "wait_fds",
@@ -266,6 +268,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "heartbeat_running",
     "hookimpl",
     "idle_for",
+    "interrupts_deferred",
     "iso_time",
     "json_line",
     "naming",

@@ -72,7 +72,11 @@ class ContractCase:
     test run created and left behind (found by the kit's run tag); the suite's
     leak check removes them with `remove` and fails the run. waits: recv on an
     existing, empty object waits (after saying it is ready), and while it waits
-    the object is in use: clean must refuse it.
+    the object is in use: clean must refuse it. counts: the mechanism carries
+    counts rather than bytes (a semaphore): the payload is what send reads
+    (usually b"") and recv prints `expected` for every unit it takes; the kit
+    then checks that `send --count 3` makes exactly three `recv --nowait` succeed
+    and a fourth exit 5 (would block), so nothing is lost or made up.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class ContractCase:
         stream: bool = False,
         leftovers: Callable[[], list[str]] | None = None,
         waits: bool = True,
+        counts: bool = False,
     ) -> None:
         self.mechanism = mechanism
         self.label = label
@@ -107,6 +112,7 @@ class ContractCase:
         self.send_target = send_target
         self.stream = stream
         self.waits = waits
+        self.counts = counts
         self.leftovers = leftovers
 
     def __str__(self) -> str:

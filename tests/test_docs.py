@@ -22,6 +22,7 @@ CASES = [
     ("ipctool ms", "msgq"),
     ("ipctool msgq s", "send"),
     ("ipctool msgq send --ti", "--timeout"),
+    ("ipctool sem h", "hold"),
 ]
 
 

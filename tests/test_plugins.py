@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ipctool.testing import Result, assert_one_line_error, command
+from ipctool.testing import Result, assert_one_line_error, command, run
 
 GOOD_PLUGIN = """
 from ipctool.api import Mechanism, hookimpl
@@ -160,7 +160,15 @@ def imported_modules(root: Path, *args: str, input: bytes = b"") -> set[str]:
     return set(json.loads(report.read_text()))
 
 
-HEAVY = {"rich", "sysv_ipc", "posix_ipc", "socket", "ipctool_plugins.msgq.commands"}
+HEAVY = {
+    "rich",
+    "sysv_ipc",
+    "posix_ipc",
+    "socket",
+    "ctypes",
+    "ipctool_plugins.msgq.commands",
+    "ipctool_plugins.sem.commands",
+}
 # The core's waits, relay and readiness load only in the verbs that use them.
 CORE_ON_DEMAND = {"ipctool.waiting", "ipctool.relay", "ipctool.ready"}
 
@@ -181,6 +189,22 @@ def test_msgq_send_imports_only_what_it_uses(tmp_path: Path, sysv_key: str) -> N
     } <= modules  # the check sees importlib imports
     assert not modules & {"rich", "posix_ipc", "ipctool_fake_cmds", "socket"}
     assert not modules & {"ipctool.relay", "ipctool.ready"}  # send uses neither
+
+
+def test_sem_recv_imports_only_what_it_uses(tmp_path: Path) -> None:
+    from ipctool.testkit import unique_key
+    from ipctool_plugins.sem.testing import remove_sysv
+
+    good_plugin(tmp_path)
+    key = hex(unique_key())
+    try:
+        assert run("sem", "send", key).code == 0
+        modules = imported_modules(tmp_path, "sem", "recv", key)
+    finally:
+        remove_sysv(key)
+    assert {"ctypes", "ipctool_plugins.sem.sysv"} <= modules
+    assert not modules & {"rich", "posix_ipc", "sysv_ipc", "ipctool_fake_cmds", "socket"}
+    assert not modules & {"ipctool.relay", "ipctool_plugins.sem.objects"}
 
 
 def test_version_no_args_and_unknown_commands() -> None:
