@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from functools import cached_property
@@ -18,6 +19,11 @@ from functools import cached_property
 O_ACCMODE = 0o3
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 ACCESS = {os.O_RDONLY: "r", os.O_WRONLY: "w", os.O_RDWR: "rw"}
+
+
+# Pauses before looking again at threads seen out of a system call (see _blocked):
+# 17 ms at most, spent only when some thread was out of one.
+RELOOKS = (0.002, 0.005, 0.01)
 
 
 class Holder:
@@ -139,8 +145,15 @@ class ProcView:
 
     @cached_property
     def _blocked(self) -> dict[int, list[tuple[list[int], int]]]:
-        """System call number -> (its arguments, pid) of every thread blocked in it."""
+        """System call number -> (its arguments, pid) of every thread blocked in it.
+
+        A waiter is out of its wait for a moment now and then (a heartbeat
+        interrupts a SysV wait every 0.1 s; on a busy machine it may then wait
+        for a CPU for milliseconds). Threads seen out of a system call are looked
+        at again a few times, RELOOKS apart, so that such a waiter still counts
+        as a user: clean must never take it for an idle object."""
         index: dict[int, list[tuple[list[int], int]]] = defaultdict(list)
+        outside: list[tuple[int, str]] = []
         for pid in self.pids:
             if pid == self.me:
                 continue
@@ -149,15 +162,28 @@ class ProcView:
             except OSError:
                 continue
             for thread in threads:
-                try:
-                    with open(f"{self.root}/{pid}/task/{thread}/syscall") as f:
-                        fields = f.read().split()
-                except OSError:
-                    continue
-                if len(fields) > 3 and fields[0].isdigit():  # "running" otherwise
-                    arguments = [int(field, 16) for field in fields[1:7]]
-                    index[int(fields[0])].append((arguments, pid))
+                if not self._add_if_blocked(index, pid, thread):
+                    outside.append((pid, thread))
+        for pause in RELOOKS:
+            if not outside:
+                break
+            time.sleep(pause)
+            outside = [(p, t) for p, t in outside if not self._add_if_blocked(index, p, t)]
         return index
+
+    def _add_if_blocked(
+        self, index: dict[int, list[tuple[list[int], int]]], pid: int, thread: str
+    ) -> bool:
+        """Whether the thread is in a system call now (recorded), or gone."""
+        try:
+            with open(f"{self.root}/{pid}/task/{thread}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            return True  # gone: nothing to look at again
+        if len(fields) > 3 and fields[0].isdigit():  # "running" or "-1 ..." otherwise
+            index[int(fields[0])].append(([int(field, 16) for field in fields[1:7]], pid))
+            return True
+        return False
 
     def blocked_pids(self, calls: set[int], first_argument: int) -> list[int]:
         """Processes with a thread blocked right now in one of these system calls

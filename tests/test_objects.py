@@ -156,3 +156,24 @@ def test_clean_stale_goes_on_after_a_failed_removal(capsys) -> None:
         "failed k thing b: read-only file system",
         "removed k thing c",
     ]
+
+
+def test_a_waiter_between_two_waits_still_counts(compile_peer, sysv_key: str) -> None:
+    """A heartbeat takes a waiter out of msgrcv for a moment; on a busy machine
+    that moment can last milliseconds. The /proc view must still see it as a
+    user every time, or clean could take its queue for an idle one."""
+    import sysv_ipc
+
+    from ipctool_plugins.msgq.objects import blocked_on
+
+    waiter = compile_peer("restless_waiter.c")
+    queue = sysv_ipc.MessageQueue(int(sysv_key, 0), sysv_ipc.IPC_CREX, 0o600)
+    proc = subprocess.Popen([waiter, sysv_key], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        wait_until_blocked(proc.pid)
+        missed = sum(proc.pid not in blocked_on(queue.id, ProcView()) for _ in range(30))
+        assert missed == 0, f"the waiter was missed in {missed} of 30 looks"
+    finally:
+        proc.kill()
+        proc.wait()
