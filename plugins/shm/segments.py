@@ -28,6 +28,7 @@ from ipctool.api import (
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
 _libc.shmget.restype = ctypes.c_int
+IPC_CREAT, IPC_EXCL = 0o1000, 0o2000
 
 
 class Segment:
@@ -107,16 +108,21 @@ def attach_sysv(segment_id: int, label: str, readonly: bool) -> Segment:
 
 
 def create_sysv(key: int, label: str, size: int, mode: int) -> Segment | None:
-    """A new zero-filled segment, or None if one with the key exists (another made it)."""
-    try:
-        shm = sysv_ipc.SharedMemory(signed_key(key), sysv_ipc.IPC_CREX, mode, size, b"\0")
-    except sysv_ipc.ExistentialError:
-        return None
-    except (sysv_ipc.Error, OSError, ValueError) as err:
-        if isinstance(err, sysv_ipc.Error) and "Invalid argument" in str(err):
-            raise TooLarge(label, f"{size} bytes: beyond the kernel's limits (shmmax)") from None
-        raise sysv_error(label, err) from None
-    segment = Segment(label, memoryview(shm), shm, "sysv")
+    """A new segment, or None if one with the key exists (another made it first).
+
+    Made with shmget itself, then attached: sysv_ipc's constructor would write its
+    init character over the new segment after creating it, and so over what a peer
+    that found the segment meanwhile (the other end of a stream) had written. The
+    kernel gives it zero-filled."""
+    made = _libc.shmget(signed_key(key), size, IPC_CREAT | IPC_EXCL | mode)
+    if made == -1:
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            return None
+        if code in (errno.EINVAL, errno.ENOSPC, errno.ENOMEM):
+            raise TooLarge(label, f"{size} bytes: beyond the kernel's limits (shmmax, shmall)")
+        raise from_os_error(label, OSError(code, os.strerror(code)))
+    segment = attach_sysv(made, label, readonly=False)
     segment.created = True
     return segment
 

@@ -19,11 +19,12 @@ from ipctool_plugins.shm import ring, segments
 from ipctool_plugins.shm.ring import DONE, STOPPED, Ring
 
 DEFAULT_SIZE = 4 << 20
+SIZING_WAIT = 2.0  # seconds a peer may take between shm_open and ftruncate
 F_SETPIPE_SZ = 1031
 
 
 def open_ring(where: IpcTarget, size: int | None, mode: int) -> tuple[segments.Segment, Ring]:
-    segment = segments.open_or_create(where, size or DEFAULT_SIZE, mode)
+    segment = sized_segment(where, size or DEFAULT_SIZE, mode)
     try:
         return segment, Ring(segment.view, segment.address, where.label)
     except BaseException:
@@ -31,6 +32,25 @@ def open_ring(where: IpcTarget, size: int | None, mode: int) -> tuple[segments.S
             segment.remove()
         segment.close()
         raise
+
+
+def sized_segment(where: IpcTarget, size: int, mode: int) -> segments.Segment:
+    """The segment, once it has a size: a POSIX object is made by shm_open and then
+    sized by ftruncate, and the other end may find it in between (size 0). A SysV
+    segment has its size from the start."""
+    from ipctool.api import Timeout, retry_until
+
+    def attempt() -> segments.Segment | None:
+        segment = segments.open_or_create(where, size, mode)
+        if segment.size or segment.created:
+            return segment
+        segment.close()
+        return None
+
+    try:
+        return retry_until(attempt, timeout=SIZING_WAIT, obj=where.label)
+    except Timeout:  # no peer is sizing it: an empty object, which Ring refuses
+        return segments.open_or_create(where, size, mode)
 
 
 def grow_pipe(fd: int) -> None:
