@@ -422,3 +422,25 @@ def test_inspect_json_is_valid(key: str) -> None:
     records = run("shm", "inspect", "--json").json()
     assert any(r["target"] == f"0x{int(key, 16):08x}" for r in records)
     json.dumps(records)
+
+
+def test_sender_first_ends_before_the_receiver_comes(name: str) -> None:
+    sent = run("shm", "send", name, "--stream", input=b"left in the ring\0")
+    assert sent.code == 0, sent.err  # as a pipe's writer: done once the bytes are in
+    assert exists(name)
+    got = run("shm", "recv", name, "--stream", "--timeout", "10")
+    assert (got.code, got.stdout) == (0, b"left in the ring\0")
+    assert not exists(name), "the receiver leaves no ring behind"
+
+
+def test_keep_and_id(key: str) -> None:
+    receiver = start_receiver(
+        "shm", "recv", key, "--stream", "--keep", stdout=subprocess.PIPE
+    ).process
+    assert run("shm", "send", key, "--stream", "--keep", input=b"kept").code == 0
+    assert receiver.communicate(timeout=30)[0] == b"kept"
+    assert ipcs_row(key) is not None, "--keep removed the ring"
+    assert_one_line_error(run("shm", "recv", key, "--stream", "--timeout", "5"), "shm", 6)
+    assert run("shm", "clean", key).code == 0
+    assert run("shm", "send", key, "--data", "by id").code == 0
+    assert run("shm", "recv", "--id", str(segment_id(key))).stdout == b"by id"
