@@ -444,3 +444,27 @@ def test_keep_and_id(key: str) -> None:
     assert run("shm", "clean", key).code == 0
     assert run("shm", "send", key, "--data", "by id").code == 0
     assert run("shm", "recv", "--id", str(segment_id(key))).stdout == b"by id"
+
+
+def test_a_segment_ipcmk_made_carries_a_stream_and_stays() -> None:
+    made = subprocess.run(["ipcmk", "-M", "8192"], capture_output=True, text=True, check=True)
+    shmid = made.stdout.split()[-1]
+    try:
+        key = next(
+            f"0x{int(row['key']) & 0xFFFFFFFF:08x}"
+            for row in read_rows("/proc/sysvipc/shm")
+            if row["shmid"] == shmid
+        )
+        receiver = start_receiver("shm", "recv", key, "--stream", stdout=subprocess.PIPE).process
+        data = os.urandom(50_000)
+        assert run("shm", "send", key, "--stream", input=data).code == 0
+        assert receiver.communicate(timeout=30)[0] == data
+        assert ipcs_row(key) is not None, "a segment ipcmk made was removed"
+    finally:
+        subprocess.run(["ipcrm", "-m", shmid], capture_output=True, check=False)
+
+
+def read_rows(path: str) -> list[dict[str, str]]:
+    with open(path) as f:
+        header = f.readline().split()
+        return [dict(zip(header, line.split(), strict=False)) for line in f]

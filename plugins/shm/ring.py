@@ -5,6 +5,7 @@ layout, little-endian, offsets in bytes (README "Shared memory", "The ring"):
 
       0 u64 magic        "ipcring1"          8 u32 version (1)
      12 u32 header_size (256)               16 u64 capacity (data bytes)
+     24 u32 made_for_stream: 1 if a side created the segment (only then is it removed)
      64 u64 head         bytes the sender has written, ever (only it stores)
      72 u32 sender_pid                      76 u32 sender_state
      80 u32 to_receiver  event count: the receiver's futex word
@@ -60,7 +61,8 @@ class Header(ctypes.Structure):
         ("version", U32),
         ("header_size", U32),
         ("capacity", U64),
-        ("_pad0", ctypes.c_uint8 * 40),
+        ("made_for_stream", U32),
+        ("_pad0", ctypes.c_uint8 * 36),
         ("head", U64),
         ("sender_pid", U32),
         ("sender_state", U32),
@@ -90,14 +92,18 @@ def futex(address: int, op: int, value: int, timeout: float | None = None) -> No
 
 
 _FIXED = struct.Struct("<QIIQ")  # magic, version, header_size, capacity
+MADE_AT = 24  # made_for_stream's offset
 
 
-def prepare(view: memoryview, label: str) -> None:
+def prepare(view: memoryview, label: str, created: bool) -> None:
     """A new segment is all zeros: write the fixed fields (each side writes the same
-    values, so both may). Anything else is no ring of ours."""
+    values, so both may). Anything else is no ring of ours. The side that created
+    the segment says so (made_for_stream), before the magic."""
     capacity = len(view) - HEADER_SIZE
+    if created:
+        struct.pack_into("<I", view, MADE_AT, 1)
     magic, version, header_size, held = _FIXED.unpack_from(view, 0)
-    if magic == 0 and not any(view[:HEADER_SIZE]):
+    if magic == 0 and not any(view[:MADE_AT]) and not any(view[MADE_AT + 4 : HEADER_SIZE]):
         struct.pack_into("<IIQ", view, 8, VERSION, HEADER_SIZE, capacity)
         struct.pack_into("<Q", view, 0, MAGIC)  # last: a peer that sees it sees the rest
         return
@@ -110,16 +116,21 @@ def prepare(view: memoryview, label: str) -> None:
 class Ring:
     """The ring in a mapping: `view` covers the whole mapping, `address` is its start."""
 
-    def __init__(self, view: memoryview, address: int, label: str) -> None:
+    def __init__(self, view: memoryview, address: int, label: str, created: bool) -> None:
         if len(view) <= HEADER_SIZE:
             raise UsageError(label, f"a stream needs a segment of more than {HEADER_SIZE} bytes")
-        prepare(view, label)  # before any ctypes view: a failure leaves none behind
+        prepare(view, label, created)  # before any ctypes view: a failure leaves none behind
         self.label = label
         self.header = Header.from_buffer(view)
         self.data = view[HEADER_SIZE:]
         self.to_receiver = address + Header.to_receiver.offset
         self.to_sender = address + Header.to_sender.offset
         self.capacity = int(self.header.capacity)
+
+    @property
+    def made_for_stream(self) -> bool:
+        """A side created the segment for a stream (one another program made stays)."""
+        return bool(self.header.made_for_stream)
 
     def release(self) -> None:
         """Drop our views of the mapping, so that it can be unmapped."""

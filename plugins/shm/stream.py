@@ -4,8 +4,9 @@ Either side may come first: it creates the segment (--size, default 4 MiB) if
 there is none, and the other joins it. The receiver removes the segment at the
 end of the stream, and a side that stops early (an error, a vanished peer,
 Ctrl-C, --timeout) removes it too, so a ring never outlives its stream unless
---keep. The sender ends once its last byte is in the ring, as a pipe's writer
-does: a receiver that comes later still reads it all.
+--keep; a segment some other program made (ipcmk, a C peer) is never removed.
+The sender ends once its last byte is in the ring, as a pipe's writer does: a
+receiver that comes later still reads it all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ F_SETPIPE_SZ = 1031
 def open_ring(where: IpcTarget, size: int | None, mode: int) -> tuple[segments.Segment, Ring]:
     segment = sized_segment(where, size or DEFAULT_SIZE, mode)
     try:
-        return segment, Ring(segment.view, segment.address, where.label)
+        return segment, Ring(segment.view, segment.address, where.label, segment.created)
     except BaseException:
         if segment.created:
             segment.remove()
@@ -97,13 +98,15 @@ def run_side(
             the_ring.receive_to(fd, timeout)
         state = DONE
     finally:
+        ours = False
         try:
             the_ring.finish(sending, state)
+            ours = the_ring.made_for_stream
         finally:
             the_ring.release()
-            if not keep and (state == STOPPED or not sending):
-                segment.remove()
-            segment.close()
+        if ours and not keep and (state == STOPPED or not sending):
+            segment.remove()
+        segment.close()
 
 
 def stream_send(

@@ -1,7 +1,7 @@
 /* A C peer of ipctool's shm ring (README "Shared memory", "The ring"), over SysV shm:
  *   shm_ring send KEY SIZE < data      shm_ring recv KEY SIZE > data
- * Either may start first; it creates the segment (SIZE bytes) if missing. The
- * receiver removes it at the end of the stream. Peer death is checked every 100 ms
+ * Either may start first; it creates the segment (SIZE bytes) if missing and says
+ * so (made_for_stream). The receiver removes such a segment at the end of the stream. Peer death is checked every 100 ms
  * of waiting. The tests use it to show a C program speaks the layout; bench/shm.py
  * uses it as the C baseline. */
 #define _GNU_SOURCE
@@ -18,7 +18,8 @@
 #include <unistd.h>
 
 struct ring {
-    uint64_t magic; uint32_t version, header_size; uint64_t capacity; uint8_t pad0[40];
+    uint64_t magic; uint32_t version, header_size; uint64_t capacity;
+    uint32_t made_for_stream; uint8_t pad0[36];
     uint64_t head; uint32_t sender_pid, sender_state, to_receiver, receiver_sleeping;
     uint8_t pad1[40];
     uint64_t tail; uint32_t receiver_pid, receiver_state, to_sender, sender_sleeping;
@@ -49,11 +50,13 @@ int main(int argc, char *argv[]) {
     int sending = strcmp(argv[1], "send") == 0;
     key_t key = (key_t)strtoul(argv[2], NULL, 0);
     size_t size = strtoul(argv[3], NULL, 0);
-    int id = shmget(key, size, IPC_CREAT | 0600);
+    int created = 1, id = shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
+    if (id == -1 && errno == EEXIST) { created = 0; id = shmget(key, size, 0600); }
     if (id == -1) { perror("shmget"); return 1; }
     struct ring *r = shmat(id, NULL, 0);
     if (r == (void *)-1) { perror("shmat"); return 1; }
     char *data = (char *)r + 256;
+    if (created) STORE(r->made_for_stream, 1);
     if (LOAD(r->magic) == 0) { /* new: both sides write the same fixed fields */
         r->version = 1; r->header_size = 256; r->capacity = size - 256;
         STORE(r->magic, MAGIC);
@@ -107,7 +110,7 @@ int main(int argc, char *argv[]) {
             wake(&r->to_sender, &r->sender_sleeping);
         }
         STORE(r->receiver_state, DONE);
-        shmctl(id, IPC_RMID, NULL);
+        if (LOAD(r->made_for_stream)) shmctl(id, IPC_RMID, NULL);
     }
     shmdt(r);
     return 0;
