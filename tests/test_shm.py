@@ -468,3 +468,15 @@ def read_rows(path: str) -> list[dict[str, str]]:
     with open(path) as f:
         header = f.readline().split()
         return [dict(zip(header, line.split(), strict=False)) for line in f]
+
+
+def test_receiver_piped_into_head_is_quiet_and_stops_the_sender(key: str) -> None:
+    shell = f"{' '.join(command('shm', 'recv', key, '--stream', '--size', '4096'))} | head -c 10"
+    reader = subprocess.Popen(["bash", "-c", shell], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # more than the receiver's stdout pipe holds (grown to 1 MiB): it must hit head's exit
+    sent = run("shm", "send", key, "--stream", "--size", "4096", input=os.urandom(8 << 20))
+    out, err = reader.communicate(timeout=30)
+    assert (len(out), err) == (10, b"")  # our own stdout closing is quiet (141, unseen here)
+    assert_one_line_error(sent, "shm", 1)
+    assert "receiver" in sent.err and "stopped" in sent.err
+    assert ipcs_row(key) is None
