@@ -480,3 +480,11 @@ def test_receiver_piped_into_head_is_quiet_and_stops_the_sender(key: str) -> Non
     assert_one_line_error(sent, "shm", 1)
     assert "receiver" in sent.err and "stopped" in sent.err
     assert ipcs_row(key) is None
+
+
+def test_readable_by_others_with_mode_0644(key: str, name: str) -> None:
+    for target in (key, name):
+        assert run("shm", "send", target, "--mode", "0644", "--data", "for all").code == 0
+        got = run_as_nobody("shm", "recv", target)
+        assert (got.code, got.stdout) == (0, b"for all"), got.err  # attached read-only
+        assert_one_line_error(run_as_nobody("shm", "send", target, "--data", "x"), "shm", 4)
