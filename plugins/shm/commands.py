@@ -18,7 +18,6 @@ from ipctool.api import (
     Mode,
     NotFound,
     ReadyFd,
-    Stream,
     TimeoutOption,
     TooLarge,
     UsageError,
@@ -67,6 +66,12 @@ Size = Annotated[
 SendCString = Annotated[
     bool,
     typer.Option("--cstring", help="Write the data and a NUL, no trailer: for C's %s."),
+]
+Stream = Annotated[
+    bool,
+    typer.Option(
+        "--stream", help="Any size, through the segment as a ring buffer (send and recv at once)."
+    ),
 ]
 Keep = Annotated[
     bool,
