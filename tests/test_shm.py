@@ -329,12 +329,13 @@ def test_256_mib_sha256_identical(first: str, big_file: Path, tmp_path: Path, ke
 def test_c_ring_peer_both_ways(compile_peer, key: str, tmp_path: Path) -> None:
     ring = compile_peer("shm_ring.c")
     data = os.urandom(300_000)
-    receiver = start_receiver(
-        "shm", "recv", key, "--stream", "--size", "4096", stdout=subprocess.PIPE
-    ).process
-    subprocess.run([ring, "send", key, "4096"], input=data, check=True, timeout=30)
-    out, _ = receiver.communicate(timeout=30)
-    assert (receiver.returncode, out) == (0, data)
+    with open(tmp_path / "from_c", "wb") as out:  # a file: a full pipe would stall it
+        receiver = start_receiver(
+            "shm", "recv", key, "--stream", "--size", "4096", stdout=out
+        ).process
+        subprocess.run([ring, "send", key, "4096"], input=data, check=True, timeout=30)
+        assert receiver.wait(timeout=30) == 0
+    assert (tmp_path / "from_c").read_bytes() == data
     with open(tmp_path / "out", "wb") as out:  # a file: a pipe nobody reads yet would stall it
         c_receiver = subprocess.Popen([ring, "recv", key, "4096"], stdout=out)
         sent = run("shm", "send", key, "--stream", "--size", "4096", input=data)
