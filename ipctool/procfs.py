@@ -137,7 +137,20 @@ class ProcView:
                 major, _, minor = fields[3].partition(":")
                 device = os.makedev(int(major, 16), int(minor, 16))
                 index[(device, int(fields[4]))].add(pid)
+                if len(fields) == 6 and fields[5].startswith("/SYSV"):
+                    self._sysv_shm[int(fields[4])].add(pid)
         return index
+
+    @cached_property
+    def _sysv_shm(self) -> dict[int, set[int]]:
+        return defaultdict(set)  # filled by the walk of _mapped_files
+
+    def sysv_shm_pids(self, shmid: int) -> list[int]:
+        """Processes that have the SysV segment with this id attached. Its mapping
+        shows as /SYSV<key> with the id as the inode, on the kernel's internal
+        shm mount (whose device number no path can stat)."""
+        self._mapped_files  # noqa: B018 - the walk that fills the index
+        return sorted(self._sysv_shm.get(shmid, ()))
 
     def mapping_pids(self, device: int, inode: int) -> list[int]:
         """Processes that have this file (or shm object) mapped into memory."""

@@ -1,0 +1,279 @@
+"""Stream mode's ring buffer in any shared mapping: one sender, one receiver.
+
+Nothing here knows SysV or POSIX (the mmap plugin can run it over a file). The
+layout, little-endian, offsets in bytes (README "Shared memory", "The ring"):
+
+      0 u64 magic        "ipcring1"          8 u32 version (1)
+     12 u32 header_size (256)               16 u64 capacity (data bytes)
+     24 u32 made_for_stream: 1 if a side created the segment (only then is it removed)
+     64 u64 head         bytes the sender has written, ever (only it stores)
+     72 u32 sender_pid                      76 u32 sender_state
+     80 u32 to_receiver  event count: the receiver's futex word
+     84 u32 receiver_sleeping
+    128 u64 tail         bytes the receiver has taken, ever (only it stores)
+    136 u32 receiver_pid                   140 u32 receiver_state
+    144 u32 to_sender    event count: the sender's futex word
+    148 u32 sender_sleeping
+    256 data[capacity]   byte i of the stream is at data[i % capacity]
+
+States: 0 not yet come, 1 running, 2 done (sender: end of stream), 3 stopped
+early (an error, Ctrl-C, a timeout). Free room is capacity - (head - tail).
+
+Wake-ups: after storing head (or its state) the sender adds 1 to to_receiver
+and, only if receiver_sleeping is set, calls FUTEX_WAKE on it. A receiver with
+nothing to read reads to_receiver, sets receiver_sleeping, looks at head and
+sender_state once more, and calls FUTEX_WAIT(to_receiver, the value it read)
+(shared futexes: never FUTEX_PRIVATE_FLAG). The sender waits for room the same
+way on to_sender. Waits last at most WAIT_SLICE, after which the peer's pid is
+checked (a peer killed outright can say nothing); the index words are read and
+written whole (aligned 64-bit loads and stores).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+
+from ipctool.api import Deadline, IpcError, Refused, UsageError, pid_alive
+
+MAGIC = int.from_bytes(b"ipcring1", "little")
+VERSION = 1
+HEADER_SIZE = 256
+NONE, RUNNING, DONE, STOPPED = 0, 1, 2, 3
+WAIT_SLICE = 0.1  # seconds between looks at the peer's pid while waiting
+CHUNK = 1 << 20  # most bytes moved by one read or write (progress is published per chunk)
+FUTEX_WAIT, FUTEX_WAKE = 0, 1
+SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "riscv64": 98}
+U64, U32 = ctypes.c_uint64, ctypes.c_uint32
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+class Header(ctypes.Structure):
+    _fields_ = (
+        ("magic", U64),
+        ("version", U32),
+        ("header_size", U32),
+        ("capacity", U64),
+        ("made_for_stream", U32),
+        ("_pad0", ctypes.c_uint8 * 36),
+        ("head", U64),
+        ("sender_pid", U32),
+        ("sender_state", U32),
+        ("to_receiver", U32),
+        ("receiver_sleeping", U32),
+        ("_pad1", ctypes.c_uint8 * 40),
+        ("tail", U64),
+        ("receiver_pid", U32),
+        ("receiver_state", U32),
+        ("to_sender", U32),
+        ("sender_sleeping", U32),
+        ("_pad2", ctypes.c_uint8 * 104),
+    )
+
+
+assert ctypes.sizeof(Header) == HEADER_SIZE
+
+
+def futex(address: int, op: int, value: int, timeout: float | None = None) -> None:
+    """FUTEX_WAIT (returns on a wake, a changed word, a signal or the timeout) or WAKE."""
+    spec = None
+    if timeout is not None:
+        seconds = int(timeout)
+        spec = ctypes.byref(Timespec(seconds, int((timeout - seconds) * 1e9)))
+    number = SYS_FUTEX.get(os.uname().machine, 202)
+    _libc.syscall(number, ctypes.c_void_p(address), op, value, spec, None, 0)
+
+
+_FIXED = struct.Struct("<QIIQ")  # magic, version, header_size, capacity
+MADE_AT = 24  # made_for_stream's offset
+
+
+def prepare(view: memoryview, label: str, created: bool) -> None:
+    """A new segment is all zeros: write the fixed fields (each side writes the same
+    values, so both may). Anything else is no ring of ours. The side that created
+    the segment says so (made_for_stream), before the magic."""
+    capacity = len(view) - HEADER_SIZE
+    if created:
+        struct.pack_into("<I", view, MADE_AT, 1)
+    magic, version, header_size, held = _FIXED.unpack_from(view, 0)
+    if magic == 0 and not any(view[:MADE_AT]) and not any(view[MADE_AT + 4 : HEADER_SIZE]):
+        struct.pack_into("<IIQ", view, 8, VERSION, HEADER_SIZE, capacity)
+        struct.pack_into("<Q", view, 0, MAGIC)  # last: a peer that sees it sees the rest
+        return
+    if magic != MAGIC or version != VERSION or header_size != HEADER_SIZE:
+        raise UsageError(label, "holds no ipctool stream ring (a blackboard?)")
+    if not 0 < held <= capacity:
+        raise UsageError(label, "the ring's header does not match the segment's size")
+
+
+class Ring:
+    """The ring in a mapping: `view` covers the whole mapping, `address` is its start."""
+
+    def __init__(self, view: memoryview, address: int, label: str, created: bool) -> None:
+        if len(view) <= HEADER_SIZE:
+            raise UsageError(label, f"a stream needs a segment of more than {HEADER_SIZE} bytes")
+        prepare(view, label, created)  # before any ctypes view: a failure leaves none behind
+        self.label = label
+        self.header = Header.from_buffer(view)
+        self.data = view[HEADER_SIZE:]
+        self.to_receiver = address + Header.to_receiver.offset
+        self.to_sender = address + Header.to_sender.offset
+        self.capacity = int(self.header.capacity)
+
+    @property
+    def made_for_stream(self) -> bool:
+        """A side created the segment for a stream (one another program made stays)."""
+        return bool(self.header.made_for_stream)
+
+    def release(self) -> None:
+        """Drop our views of the mapping, so that it can be unmapped."""
+        del self.header
+        self.data.release()
+
+    # -- each side's start and end ------------------------------------------------
+
+    def claim(self, sending: bool) -> None:
+        h = self.header
+        state, pid = (
+            (h.sender_state, h.sender_pid) if sending else (h.receiver_state, h.receiver_pid)
+        )
+        if state != NONE:
+            role = "sender" if sending else "receiver"
+            how = "running" if state == RUNNING and pid_alive(pid) else "left"
+            raise Refused(
+                self.label,
+                f"the ring already has a {role} (pid {pid}, {how}); one stream at a time "
+                f"(ipctool shm clean {self.label} removes a left-over ring)",
+            )
+        if sending:
+            h.sender_pid, h.sender_state = os.getpid(), RUNNING
+        else:
+            h.receiver_pid, h.receiver_state = os.getpid(), RUNNING
+        self.notify(not sending)
+
+    def finish(self, sending: bool, state: int) -> None:
+        h = self.header
+        if sending:
+            h.sender_state = state
+        else:
+            h.receiver_state = state
+        self.notify(not sending, always=True)
+
+    def notify(self, receiver: bool, always: bool = False) -> None:
+        """Tell the peer something changed; a system call only if it sleeps."""
+        h = self.header
+        if receiver:
+            h.to_receiver = (h.to_receiver + 1) & 0xFFFFFFFF
+            if always or h.receiver_sleeping:
+                futex(self.to_receiver, FUTEX_WAKE, 1)
+        else:
+            h.to_sender = (h.to_sender + 1) & 0xFFFFFFFF
+            if always or h.sender_sleeping:
+                futex(self.to_sender, FUTEX_WAKE, 1)
+
+    # -- waiting --------------------------------------------------------------------
+
+    def _sleep(self, receiver: bool, seen: int, deadline: Deadline) -> None:
+        """One wait on our event word (already marked sleeping), at most WAIT_SLICE."""
+        left = deadline.remaining()
+        slice_ = WAIT_SLICE if left is None else min(WAIT_SLICE, left)
+        futex(self.to_receiver if receiver else self.to_sender, FUTEX_WAIT, seen, slice_)
+        if deadline.expired():
+            raise deadline.error(self.label)
+
+    def check_peer(self, receiver: bool) -> None:
+        """A peer that stopped early, or whose process is gone, ends the stream."""
+        h = self.header
+        if receiver:
+            role, state, pid = "sender", h.sender_state, h.sender_pid
+        else:
+            role, state, pid = "receiver", h.receiver_state, h.receiver_pid
+        if state == STOPPED:
+            raise IpcError(self.label, f"the {role} (pid {pid}) stopped before the end")
+        if state == RUNNING and not pid_alive(pid):
+            raise IpcError(self.label, f"the {role} (pid {pid}) is gone before the end")
+
+    def wait_data(self, tail: int, deadline: Deadline) -> int:
+        """Bytes readable at `tail` (waiting for some), or 0 at the end of the stream."""
+        h = self.header
+        while True:
+            head = h.head
+            if head != tail:
+                return int(head - tail)
+            if h.sender_state == DONE:  # set after the last head: look once more
+                return int(h.head - tail)
+            self.check_peer(receiver=True)
+            seen = h.to_receiver
+            h.receiver_sleeping = 1
+            if h.head == tail and h.sender_state in (NONE, RUNNING):
+                self._sleep(True, seen, deadline)
+            h.receiver_sleeping = 0
+
+    def wait_room(self, head: int, deadline: Deadline) -> int:
+        """Bytes free for the sender at `head`, waiting for some."""
+        h = self.header
+        while True:
+            free = self.capacity - (head - h.tail)
+            if free:
+                if h.receiver_state == STOPPED:
+                    self.check_peer(receiver=False)
+                return int(free)
+            self.check_peer(receiver=False)
+            seen = h.to_sender
+            h.sender_sleeping = 1
+            if head - h.tail == self.capacity and h.receiver_state in (NONE, RUNNING):
+                self._sleep(False, seen, deadline)
+            h.sender_sleeping = 0
+
+    # -- the two loops --------------------------------------------------------------
+
+    def send_from(self, fd: int, timeout: float | None) -> int:
+        """Copy fd (to its EOF) into the ring; returns the bytes sent."""
+        h, data, capacity = self.header, self.data, self.capacity
+        deadline = Deadline(timeout)
+        head = int(h.head)
+        while True:
+            free = self.wait_room(head, deadline)
+            at = head % capacity
+            size = min(free, capacity - at, CHUNK)
+            got = os.readv(fd, [data[at : at + size]])
+            if not got:
+                return head
+            head += got
+            h.head = head
+            self.notify(receiver=True)
+            deadline.restart()
+
+    def receive_to(self, fd: int, timeout: float | None) -> int:
+        """Copy the stream from the ring to fd until its end; returns the bytes taken."""
+        h, data, capacity = self.header, self.data, self.capacity
+        deadline = Deadline(timeout)
+        tail = int(h.tail)
+        while True:
+            ready = self.wait_data(tail, deadline)
+            if not ready:
+                return tail
+            at = tail % capacity
+            size = min(ready, capacity - at, CHUNK)
+            tail += write_some(fd, data[at : at + size])
+            h.tail = tail
+            self.notify(receiver=False)
+            deadline.restart()
+
+
+def write_some(fd: int, view: memoryview) -> int:
+    from ipctool.api import StdoutClosed, from_os_error
+
+    try:
+        return os.write(fd, view)
+    except BrokenPipeError:
+        raise StdoutClosed from None
+    except OSError as err:
+        raise from_os_error("stdout", err) from None

@@ -1,0 +1,197 @@
+"""SysV segments (sysv_ipc) and POSIX objects (posix_ipc), opened as one `Segment`:
+a memoryview of the whole mapping, its address, and how to remove it.
+
+Imported only by send and recv: both libraries load here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import mmap
+import os
+from typing import Any
+
+import posix_ipc
+import sysv_ipc
+
+from ipctool.api import (
+    IpcTarget,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+    from_os_error,
+    signed_key,
+)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+_libc.shmget.restype = ctypes.c_int
+IPC_CREAT, IPC_EXCL = 0o1000, 0o2000
+
+
+class Segment:
+    """One attached segment or mapped object. `view` spans all of it (writable
+    unless opened read-only: then writing to it would fault, so no one does)."""
+
+    def __init__(self, label: str, view: memoryview, handle: Any, kind: str) -> None:
+        self.label = label
+        self.view = view
+        self.handle = handle  # sysv_ipc.SharedMemory, or (mmap, fd, inode) for POSIX
+        self.kind = kind
+        self.created = False
+
+    @property
+    def size(self) -> int:
+        return len(self.view)
+
+    @property
+    def address(self) -> int:
+        if self.kind == "sysv":
+            return int(self.handle.address)
+        return ctypes.addressof(ctypes.c_char.from_buffer(self.handle[0]))
+
+    def close(self) -> None:
+        self.view.release()
+        if self.kind == "sysv":
+            with contextlib.suppress(sysv_ipc.Error):
+                self.handle.detach()
+            return
+        mapping, fd, _ = self.handle
+        if mapping is not None:
+            mapping.close()
+        os.close(fd)
+
+    def remove(self) -> None:
+        """Remove the segment (attached processes keep it until they detach)."""
+        if self.kind == "sysv":
+            with contextlib.suppress(sysv_ipc.Error):  # removed already (by the peer)
+                sysv_ipc.remove_shared_memory(self.handle.id)
+            return
+        inode = self.handle[2]
+        try:
+            if os.stat("/dev/shm" + self.label).st_ino == inode:  # still ours, not a new one
+                posix_ipc.unlink_shared_memory(self.label)
+        except (OSError, posix_ipc.Error):
+            pass
+
+
+def sysv_error(label: str, err: Exception) -> Exception:
+    if isinstance(err, sysv_ipc.ExistentialError):
+        return NotFound(label, "no such segment")
+    if isinstance(err, sysv_ipc.PermissionsError):
+        return PermissionDenied(label, "permission denied")
+    if isinstance(err, OSError):
+        return from_os_error(label, err)
+    return err
+
+
+def sysv_id(key: int, label: str) -> int:
+    """The id of the segment with this key (shmget, no attach: sysv_ipc would attach)."""
+    found = _libc.shmget(signed_key(key), 0, 0)
+    if found == -1:
+        code = ctypes.get_errno()
+        if code == errno.ENOENT:
+            raise NotFound(label, "no such segment")
+        raise from_os_error(label, OSError(code, os.strerror(code)))
+    return int(found)
+
+
+def attach_sysv(segment_id: int, label: str, readonly: bool) -> Segment:
+    flags = sysv_ipc.SHM_RDONLY if readonly else 0
+    try:
+        shm = sysv_ipc.attach(segment_id, None, flags)
+    except (sysv_ipc.Error, OSError) as err:
+        raise sysv_error(label, err) from None
+    return Segment(label, memoryview(shm), shm, "sysv")
+
+
+def create_sysv(key: int, label: str, size: int, mode: int) -> Segment | None:
+    """A new segment, or None if one with the key exists (another made it first).
+
+    Made with shmget itself, then attached: sysv_ipc's constructor would write its
+    init character over the new segment after creating it, and so over what a peer
+    that found the segment meanwhile (the other end of a stream) had written. The
+    kernel gives it zero-filled."""
+    made = _libc.shmget(signed_key(key), size, IPC_CREAT | IPC_EXCL | mode)
+    if made == -1:
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            return None
+        if code in (errno.EINVAL, errno.ENOSPC, errno.ENOMEM):
+            raise TooLarge(label, f"{size} bytes: beyond the kernel's limits (shmmax, shmall)")
+        raise from_os_error(label, OSError(code, os.strerror(code)))
+    segment = attach_sysv(made, label, readonly=False)
+    segment.created = True
+    return segment
+
+
+def posix_error(name: str, err: Exception) -> Exception:
+    if isinstance(err, posix_ipc.ExistentialError):
+        return NotFound(name, "no such segment")
+    if isinstance(err, posix_ipc.PermissionsError):
+        return PermissionDenied(name, "permission denied")
+    if isinstance(err, OSError):
+        return from_os_error(name, err)
+    return err
+
+
+def map_posix(name: str, fd: int, readonly: bool) -> Segment:
+    st = os.fstat(fd)
+    mapping = None
+    if st.st_size:
+        access = mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE
+        try:
+            mapping = mmap.mmap(fd, st.st_size, access=access)
+        except OSError as err:
+            os.close(fd)
+            raise from_os_error(name, err) from None
+    view = memoryview(mapping) if mapping is not None else memoryview(b"")
+    if readonly and mapping is not None:
+        view = view.toreadonly()
+    return Segment(name, view, (mapping, fd, st.st_ino), "posix")
+
+
+def open_posix(name: str, readonly: bool) -> Segment:
+    try:
+        shm = posix_ipc.SharedMemory(name, 0, read_only=readonly)
+    except (posix_ipc.Error, OSError) as err:
+        raise posix_error(name, err) from None
+    return map_posix(name, shm.fd, readonly)
+
+
+def create_posix(name: str, size: int, mode: int) -> Segment | None:
+    try:
+        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode, size)
+    except posix_ipc.ExistentialError:
+        return None
+    except (posix_ipc.Error, OSError, ValueError) as err:
+        raise posix_error(name, err) from None
+    os.fchmod(shm.fd, mode)  # shm_open applied the umask; --mode means exactly this mode
+    segment = map_posix(name, shm.fd, readonly=False)
+    segment.created = True
+    return segment
+
+
+def open_segment(where: IpcTarget, readonly: bool) -> Segment:
+    """The existing segment the target names (NotFound, exit 3, if there is none)."""
+    if where.name is not None:
+        return open_posix(where.name, readonly)
+    segment_id = where.id if where.id is not None else sysv_id(where.key or 0, where.label)
+    return attach_sysv(segment_id, where.label, readonly)
+
+
+def open_or_create(where: IpcTarget, size: int, mode: int) -> Segment:
+    """The segment, created with `size` bytes if there is none (a KEY or /NAME only)."""
+    try:
+        return open_segment(where, readonly=False)
+    except NotFound:
+        if where.id is not None:
+            raise
+    made = (
+        create_posix(where.name, size, mode)
+        if where.name is not None
+        else create_sysv(where.key or 0, where.label, size, mode)
+    )
+    return made if made is not None else open_segment(where, readonly=False)

@@ -1,0 +1,131 @@
+"""--stream: send and recv through a segment used as a ring (ring.py's layout).
+
+Either side may come first: it creates the segment (--size, default 4 MiB) if
+there is none, and the other joins it. The receiver removes the segment at the
+end of the stream, and a side that stops early (an error, a vanished peer,
+Ctrl-C, --timeout) removes it too, so a ring never outlives its stream unless
+--keep; a segment some other program made (ipcmk, a C peer) is never removed.
+The sender ends once its last byte is in the ring, as a pipe's writer does: a
+receiver that comes later still reads it all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+
+from ipctool.api import IpcTarget, announce_ready
+from ipctool_plugins.shm import ring, segments
+from ipctool_plugins.shm.ring import DONE, STOPPED, Ring
+
+DEFAULT_SIZE = 4 << 20
+SIZING_WAIT = 2.0  # seconds a peer may take between shm_open and ftruncate
+F_SETPIPE_SZ = 1031
+
+
+def open_ring(where: IpcTarget, size: int | None, mode: int) -> tuple[segments.Segment, Ring]:
+    segment = sized_segment(where, size or DEFAULT_SIZE, mode)
+    try:
+        return segment, Ring(segment.view, segment.address, where.label, segment.created)
+    except BaseException:
+        if segment.created:
+            segment.remove()
+        segment.close()
+        raise
+
+
+def sized_segment(where: IpcTarget, size: int, mode: int) -> segments.Segment:
+    """The segment, once it has a size: a POSIX object is made by shm_open and then
+    sized by ftruncate, and the other end may find it in between (size 0). A SysV
+    segment has its size from the start."""
+    from ipctool.api import Timeout, retry_until
+
+    def attempt() -> segments.Segment | None:
+        segment = segments.open_or_create(where, size, mode)
+        if segment.size or segment.created:
+            return segment
+        segment.close()
+        return None
+
+    try:
+        return retry_until(attempt, timeout=SIZING_WAIT, obj=where.label)
+    except Timeout:  # no peer is sizing it: an empty object, which Ring refuses
+        return segments.open_or_create(where, size, mode)
+
+
+def grow_pipe(fd: int) -> None:
+    """A pipe's reads and writes move at most its size: make it as big as allowed."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, min(int(f.read()), ring.CHUNK))
+    except (OSError, ValueError):
+        pass  # a smaller pipe only means smaller steps
+
+
+def run_side(
+    where: IpcTarget,
+    size: int | None,
+    mode: int,
+    timeout: float | None,
+    keep: bool,
+    ready_fd: int | None,
+    sending: bool,
+) -> None:
+    from ipctool.api import from_os_error
+
+    fd = 0 if sending else 1
+    try:
+        os.fstat(fd)
+    except OSError as err:  # closed: before anything is made
+        raise from_os_error("stdin" if sending else "stdout", err) from None
+    segment, the_ring = open_ring(where, size, mode)
+    try:
+        the_ring.claim(sending)
+    except BaseException:  # another stream's ring: leave it exactly as it is
+        the_ring.release()
+        segment.close()
+        raise
+    state = STOPPED
+    try:
+        announce_ready(where.label, ready_fd)
+        grow_pipe(fd)
+        if sending:
+            the_ring.send_from(fd, timeout)
+        else:
+            the_ring.receive_to(fd, timeout)
+        state = DONE
+    finally:
+        ours = False
+        try:
+            the_ring.finish(sending, state)
+            ours = the_ring.made_for_stream
+        finally:
+            the_ring.release()
+        if ours and not keep and (state == STOPPED or not sending):
+            segment.remove()
+        segment.close()
+
+
+def stream_send(
+    where: IpcTarget,
+    size: int | None,
+    mode: int,
+    timeout: float | None,
+    keep: bool,
+    ready_fd: int | None,
+) -> None:
+    run_side(where, size, mode, timeout, keep, ready_fd, sending=True)
+
+
+def stream_recv(
+    where: IpcTarget,
+    size: int | None,
+    mode: int,
+    timeout: float | None,
+    keep: bool,
+    ready_fd: int | None,
+) -> None:
+    run_side(where, size, mode, timeout, keep, ready_fd, sending=False)
