@@ -334,3 +334,32 @@ def test_stream_timeout_and_blackboard_is_no_ring(ipctool_path: str) -> None:
     assert run("mmap", "send", ipctool_path, "--size", "4096", "--data", "board").code == 0
     assert_one_line_error(run("mmap", "recv", ipctool_path, "--stream"), "mmap", 2)
     assert run("mmap", "recv", ipctool_path).stdout == b"board"  # left as it was
+
+
+def test_killed_receiver_ends_the_sender(ipctool_path: str) -> None:
+    receiver = start_receiver(
+        "mmap", "recv", ipctool_path, "--stream", "--size", "4096", stdout=subprocess.PIPE
+    ).process
+    wait_until_blocked(receiver.pid)
+    receiver.kill()
+    receiver.wait()
+    sent = run("mmap", "send", ipctool_path, "--stream", input=os.urandom(100_000))
+    assert_one_line_error(sent, "mmap", 1)
+    assert "receiver" in sent.err and "gone" in sent.err
+    assert not os.path.exists(ipctool_path)
+
+
+def test_ctrl_c_in_a_sender_waiting_for_room(ipctool_path: str) -> None:
+    sender = subprocess.Popen(
+        command("mmap", "send", ipctool_path, "--stream", "--size", "4096"),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert sender.stdin is not None and sender.stderr is not None
+    sender.stdin.write(os.urandom(8192))  # more than the ring holds, and no receiver
+    sender.stdin.close()
+    wait_until_blocked(sender.pid)
+    sender.send_signal(signal.SIGINT)
+    assert sender.wait(timeout=30) == 130
+    assert sender.stderr.read() == b""
+    assert not os.path.exists(ipctool_path)
