@@ -363,3 +363,17 @@ def test_ctrl_c_in_a_sender_waiting_for_room(ipctool_path: str) -> None:
     assert sender.wait(timeout=30) == 130
     assert sender.stderr.read() == b""
     assert not os.path.exists(ipctool_path)
+
+
+def test_dot_dot_after_a_shared_link_is_no_way_round(place: str) -> None:
+    """`theirs/../f` goes up from the link's target, as the kernel walks it: refused."""
+    os.chmod(place, 0o1777)
+    real = os.path.join(place, "a", "b")
+    os.makedirs(real)
+    theirs = os.path.join(place, "theirs")
+    subprocess.run([*NOBODY, "ln", "-s", real, theirs], check=True)
+    got = run("mmap", "send", os.path.join(theirs, "..", "f"), "--data", "x")
+    assert_one_line_error(got, "mmap", 2)
+    assert os.listdir(os.path.join(place, "a")) == ["b"] and not os.path.exists(
+        os.path.join(place, "f")
+    )

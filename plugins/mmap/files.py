@@ -61,7 +61,10 @@ def file_error(path: str, err: OSError) -> Exception:
 def check_parents(path: str) -> None:
     """Refuse a symbolic link among the parents that fs.protected_symlinks would not
     follow: one in a sticky, world-writable directory, owned by neither us nor it."""
-    parts = os.path.abspath(path).split("/")[1:-1]
+    # The path as the kernel walks it: not normalised, since ".." after a link
+    # goes up from the link's target, not from the link.
+    full = path if path.startswith("/") else os.path.join(os.getcwd(), path)
+    parts = [p for p in full.split("/")[:-1] if p not in ("", ".")]
     parent = "/"
     for part in parts:
         here = os.path.join(parent, part)
