@@ -120,7 +120,7 @@ class Ring:
         self, view: memoryview, address: int, label: str, created: bool, mechanism: str = "shm"
     ) -> None:
         if len(view) <= HEADER_SIZE:
-            raise UsageError(label, f"a stream needs a segment of more than {HEADER_SIZE} bytes")
+            raise UsageError(label, f"a stream needs more than {HEADER_SIZE} bytes (--size)")
         prepare(view, label, created)  # before any ctypes view: a failure leaves none behind
         self.label = label
         self.mechanism = mechanism  # whose clean removes a left-over ring (in messages)
