@@ -377,3 +377,25 @@ def test_dot_dot_after_a_shared_link_is_no_way_round(place: str) -> None:
     assert os.listdir(os.path.join(place, "a")) == ["b"] and not os.path.exists(
         os.path.join(place, "f")
     )
+
+
+def test_mmap_verbs_load_no_sysv_or_posix_code(tmp_path, ipctool_path: str) -> None:
+    """The layouts are shm's, but neither shm's kernel module nor its libraries load."""
+    from test_plugins import imported_modules
+
+    never = {"sysv_ipc", "posix_ipc", "rich", "ipctool_plugins.shm.segments"}
+    sent = imported_modules(tmp_path, "mmap", "send", ipctool_path, input=b"x")
+    assert "ipctool_plugins.shm.board" in sent and not sent & never
+    assert not imported_modules(tmp_path, "mmap", "recv", ipctool_path) & never
+    os.unlink(ipctool_path)
+    receiver = start_receiver(
+        "mmap", "recv", ipctool_path, "--stream", "--size", "4096", stdout=subprocess.PIPE
+    ).process
+    try:
+        streamed = imported_modules(tmp_path, "mmap", "send", ipctool_path, "--stream", input=b"y")
+        assert "ipctool_plugins.shm.ring" in streamed and not streamed & never
+        out, _ = receiver.communicate(timeout=30)
+        assert out == b"y"
+    finally:
+        receiver.kill()
+        receiver.wait()
