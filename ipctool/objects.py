@@ -209,6 +209,9 @@ class ObjectSource:
     target_metavar = "TARGET"
     target_help = "The object."
     id_option = False
+    # clean --stale only in a place the user names (a directory), never over the
+    # whole listing: for mechanisms whose objects are ordinary files.
+    stale_needs_scope = False
 
     def objects(self, proc: Any, scope: str | None = None) -> Iterable[IpcObject]:
         """Every object this user can see; with a scope (see is_scope), those in it."""

@@ -139,11 +139,25 @@ class ProcView:
                 index[(device, int(fields[4]))].add(pid)
                 if len(fields) == 6 and fields[5].startswith("/SYSV"):
                     self._sysv_shm[int(fields[4])].add(pid)
+                elif len(fields) == 6 and fields[1][1::2] == "ws":  # rw-s: shared, writable
+                    path = fields[5].rstrip("\n")
+                    self._shared_paths.setdefault((device, int(fields[4])), path)
         return index
 
     @cached_property
     def _sysv_shm(self) -> dict[int, set[int]]:
         return defaultdict(set)  # filled by the walk of _mapped_files
+
+    @cached_property
+    def _shared_paths(self) -> dict[tuple[int, int], str]:
+        return {}  # filled by the walk of _mapped_files
+
+    def shared_mappings(self) -> dict[tuple[int, int], str]:
+        """(st_dev, inode) -> path of every file some process maps MAP_SHARED and
+        writable (a read-only shared mapping, as glibc's gconv cache, only reads), as
+        /proc/PID/maps names it (it may say "(deleted)", or name a path since reused)."""
+        self._mapped_files  # noqa: B018 - the walk that fills the index
+        return dict(self._shared_paths)
 
     def sysv_shm_pids(self, shmid: int) -> list[int]:
         """Processes that have the SysV segment with this id attached. Its mapping

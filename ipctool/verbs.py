@@ -160,6 +160,9 @@ def stale_candidates(source: ObjectSource, scope: str | None, age: float) -> lis
     from ipctool.procfs import proc_view
     from ipctool.registry import warn
 
+    if scope is None and source.stale_needs_scope:
+        warn(f"{source.mechanism}: clean --stale looks only in a directory you name; none named")
+        return []
     found = [
         o
         for o in source.objects(proc_view(), scope=scope)

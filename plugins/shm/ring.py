@@ -1,6 +1,6 @@
 """Stream mode's ring buffer in any shared mapping: one sender, one receiver.
 
-Nothing here knows SysV or POSIX (the mmap plugin can run it over a file). The
+Nothing here knows SysV or POSIX (the mmap plugin runs it over a file). The
 layout, little-endian, offsets in bytes (README "Shared memory", "The ring"):
 
       0 u64 magic        "ipcring1"          8 u32 version (1)
@@ -116,11 +116,14 @@ def prepare(view: memoryview, label: str, created: bool) -> None:
 class Ring:
     """The ring in a mapping: `view` covers the whole mapping, `address` is its start."""
 
-    def __init__(self, view: memoryview, address: int, label: str, created: bool) -> None:
+    def __init__(
+        self, view: memoryview, address: int, label: str, created: bool, mechanism: str = "shm"
+    ) -> None:
         if len(view) <= HEADER_SIZE:
-            raise UsageError(label, f"a stream needs a segment of more than {HEADER_SIZE} bytes")
+            raise UsageError(label, f"a stream needs more than {HEADER_SIZE} bytes (--size)")
         prepare(view, label, created)  # before any ctypes view: a failure leaves none behind
         self.label = label
+        self.mechanism = mechanism  # whose clean removes a left-over ring (in messages)
         self.header = Header.from_buffer(view)
         self.data = view[HEADER_SIZE:]
         self.to_receiver = address + Header.to_receiver.offset
@@ -150,7 +153,7 @@ class Ring:
             raise Refused(
                 self.label,
                 f"the ring already has a {role} (pid {pid}, {how}); one stream at a time "
-                f"(ipctool shm clean {self.label} removes a left-over ring)",
+                f"(ipctool {self.mechanism} clean {self.label} removes a left-over ring)",
             )
         if sending:
             h.sender_pid, h.sender_state = os.getpid(), RUNNING

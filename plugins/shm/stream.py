@@ -14,17 +14,31 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from ipctool.api import IpcTarget, announce_ready
-from ipctool_plugins.shm import ring, segments
+from ipctool_plugins.shm import ring
 from ipctool_plugins.shm.ring import DONE, STOPPED, Ring
+
+if TYPE_CHECKING:
+    from ipctool_plugins.shm import segments
+
+
+class Mapped(Protocol):
+    """What a stream side needs of the memory under its ring (a shm segment, a
+    mapped file): run_side works on any, so the mmap plugin runs it over a file."""
+
+    def close(self) -> None: ...
+
+    def remove(self) -> None: ...
 
 DEFAULT_SIZE = 4 << 20
 SIZING_WAIT = 2.0  # seconds a peer may take between shm_open and ftruncate
 F_SETPIPE_SZ = 1031
 
 
-def open_ring(where: IpcTarget, size: int | None, mode: int) -> tuple[segments.Segment, Ring]:
+def open_ring(where: IpcTarget, size: int | None, mode: int) -> tuple[Mapped, Ring]:
     segment = sized_segment(where, size or DEFAULT_SIZE, mode)
     try:
         return segment, Ring(segment.view, segment.address, where.label, segment.created)
@@ -40,6 +54,7 @@ def sized_segment(where: IpcTarget, size: int, mode: int) -> segments.Segment:
     sized by ftruncate, and the other end may find it in between (size 0). A SysV
     segment has its size from the start."""
     from ipctool.api import Timeout, retry_until
+    from ipctool_plugins.shm import segments
 
     def attempt() -> segments.Segment | None:
         segment = segments.open_or_create(where, size, mode)
@@ -66,14 +81,15 @@ def grow_pipe(fd: int) -> None:
 
 
 def run_side(
-    where: IpcTarget,
-    size: int | None,
-    mode: int,
+    label: str,
+    opener: Callable[[], tuple[Mapped, Ring]],
     timeout: float | None,
     keep: bool,
     ready_fd: int | None,
     sending: bool,
 ) -> None:
+    """One side of a stream over the ring `opener` maps (creating its memory if
+    missing: then the ring's made_for_stream is set, and only then is it removed)."""
     from ipctool.api import from_os_error
 
     fd = 0 if sending else 1
@@ -81,7 +97,7 @@ def run_side(
         os.fstat(fd)
     except OSError as err:  # closed: before anything is made
         raise from_os_error("stdin" if sending else "stdout", err) from None
-    segment, the_ring = open_ring(where, size, mode)
+    segment, the_ring = opener()
     try:
         the_ring.claim(sending)
     except BaseException:  # another stream's ring: leave it exactly as it is
@@ -90,7 +106,7 @@ def run_side(
         raise
     state = STOPPED
     try:
-        announce_ready(where.label, ready_fd)
+        announce_ready(label, ready_fd)
         grow_pipe(fd)
         if sending:
             the_ring.send_from(fd, timeout)
@@ -117,7 +133,8 @@ def stream_send(
     keep: bool,
     ready_fd: int | None,
 ) -> None:
-    run_side(where, size, mode, timeout, keep, ready_fd, sending=True)
+    opener = lambda: open_ring(where, size, mode)  # noqa: E731
+    run_side(where.label, opener, timeout, keep, ready_fd, sending=True)
 
 
 def stream_recv(
@@ -128,4 +145,5 @@ def stream_recv(
     keep: bool,
     ready_fd: int | None,
 ) -> None:
-    run_side(where, size, mode, timeout, keep, ready_fd, sending=False)
+    opener = lambda: open_ring(where, size, mode)  # noqa: E731
+    run_side(where.label, opener, timeout, keep, ready_fd, sending=False)
