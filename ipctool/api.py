@@ -44,7 +44,15 @@ if TYPE_CHECKING:
         send_messages,
         too_large,
     )
-    from ipctool.objects import IpcObject, ObjectSource, idle_for
+    from ipctool.objects import (
+        IpcObject,
+        ObjectSource,
+        SysvRow,
+        find_sysv_row,
+        idle_for,
+        pid_facts,
+        removal_errors,
+    )
     from ipctool.options import (
         Count,
         CString,
@@ -112,12 +120,8 @@ _LAZY = {
             "ExitCode",
             "Inbox",
             "IpcError",
-    "IpcObject",
-    "IpcTarget",
             "NotFound",
-    "ObjectSource",
             "PermissionDenied",
-    "ProcView",
             "Refused",
             "StdoutClosed",
             "Timeout",
@@ -152,7 +156,18 @@ _LAZY = {
     **dict.fromkeys(
         ["data_fields", "json_line", "print_json", "print_table", "printable"], "ipctool.output"
     ),
-    **dict.fromkeys(["IpcObject", "ObjectSource", "idle_for"], "ipctool.objects"),
+    **dict.fromkeys(
+        [
+            "IpcObject",
+            "ObjectSource",
+            "SysvRow",
+            "find_sysv_row",
+            "idle_for",
+            "pid_facts",
+            "removal_errors",
+        ],
+        "ipctool.objects",
+    ),
     "ProcView": "ipctool.procfs",
     "announce_ready": "ipctool.ready",
     "relay": "ipctool.relay",
@@ -255,6 +270,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "Stale",
     "StdoutClosed",
     "Stream",
+    "SysvRow",
     "Timeout",
     "TimeoutOption",
     "TooLarge",
@@ -262,6 +278,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "WouldBlock",
     "announce_ready",
     "data_fields",
+    "find_sysv_row",
     "format_key",
     "framing_from_flags",
     "from_os_error",
@@ -280,6 +297,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "parse_posix_name",
     "parse_sysv_key",
     "pid_alive",
+    "pid_facts",
     "print_json",
     "print_table",
     "printable",
@@ -288,6 +306,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "receive",
     "recv_framing",
     "relay",
+    "removal_errors",
     "retry_until",
     "send_messages",
     "signed_key",
