@@ -44,15 +44,7 @@ if TYPE_CHECKING:
         send_messages,
         too_large,
     )
-    from ipctool.objects import (
-        IpcObject,
-        ObjectSource,
-        SysvRow,
-        find_sysv_row,
-        idle_for,
-        pid_facts,
-        removal_errors,
-    )
+    from ipctool.objects import IpcObject, ObjectSource, idle_for
     from ipctool.options import (
         Count,
         CString,
@@ -87,6 +79,7 @@ if TYPE_CHECKING:
         read_table,
         user_name,
     )
+    from ipctool.sysv_posix import SysvRow, find_sysv_row, pid_facts, removal_errors
     from ipctool.targets import (
         IpcTarget,
         format_key,
@@ -156,17 +149,9 @@ _LAZY = {
     **dict.fromkeys(
         ["data_fields", "json_line", "print_json", "print_table", "printable"], "ipctool.output"
     ),
+    **dict.fromkeys(["IpcObject", "ObjectSource", "idle_for"], "ipctool.objects"),
     **dict.fromkeys(
-        [
-            "IpcObject",
-            "ObjectSource",
-            "SysvRow",
-            "find_sysv_row",
-            "idle_for",
-            "pid_facts",
-            "removal_errors",
-        ],
-        "ipctool.objects",
+        ["SysvRow", "find_sysv_row", "pid_facts", "removal_errors"], "ipctool.sysv_posix"
     ),
     "ProcView": "ipctool.procfs",
     "announce_ready": "ipctool.ready",
