@@ -79,6 +79,7 @@ if TYPE_CHECKING:
         read_table,
         user_name,
     )
+    from ipctool.sysv_posix import SysvRow, find_sysv_row, pid_facts, removal_errors
     from ipctool.targets import (
         IpcTarget,
         format_key,
@@ -112,12 +113,8 @@ _LAZY = {
             "ExitCode",
             "Inbox",
             "IpcError",
-    "IpcObject",
-    "IpcTarget",
             "NotFound",
-    "ObjectSource",
             "PermissionDenied",
-    "ProcView",
             "Refused",
             "StdoutClosed",
             "Timeout",
@@ -153,6 +150,9 @@ _LAZY = {
         ["data_fields", "json_line", "print_json", "print_table", "printable"], "ipctool.output"
     ),
     **dict.fromkeys(["IpcObject", "ObjectSource", "idle_for"], "ipctool.objects"),
+    **dict.fromkeys(
+        ["SysvRow", "find_sysv_row", "pid_facts", "removal_errors"], "ipctool.sysv_posix"
+    ),
     "ProcView": "ipctool.procfs",
     "announce_ready": "ipctool.ready",
     "relay": "ipctool.relay",
@@ -255,6 +255,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "Stale",
     "StdoutClosed",
     "Stream",
+    "SysvRow",
     "Timeout",
     "TimeoutOption",
     "TooLarge",
@@ -262,6 +263,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "WouldBlock",
     "announce_ready",
     "data_fields",
+    "find_sysv_row",
     "format_key",
     "framing_from_flags",
     "from_os_error",
@@ -280,6 +282,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "parse_posix_name",
     "parse_sysv_key",
     "pid_alive",
+    "pid_facts",
     "print_json",
     "print_table",
     "printable",
@@ -288,6 +291,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "receive",
     "recv_framing",
     "relay",
+    "removal_errors",
     "retry_until",
     "send_messages",
     "signed_key",

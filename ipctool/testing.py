@@ -12,19 +12,28 @@ object a check creates is removed through `case.remove` even when it fails.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ipctool.contract import PAYLOAD, VERBS, ContractCase
 from ipctool.registry import Registry, build_registry
-from ipctool.testkit import free_port, run_name_prefix, unique_key, unique_name, unique_path
+from ipctool.testkit import (
+    free_port,
+    run_key_prefix,
+    run_name_prefix,
+    unique_key,
+    unique_name,
+    unique_path,
+)
 
 __all__ = [
     "PAYLOAD",
@@ -37,11 +46,15 @@ __all__ = [
     "command",
     "contract_cases",
     "free_port",
+    "ipc_cases",
     "leftovers",
     "mechanisms_without_cases",
+    "posix_names_left",
+    "posix_unlinker",
     "run",
     "run_name_prefix",
     "start_receiver",
+    "sysv_keys_left",
     "unique_key",
     "unique_name",
     "unique_path",
@@ -373,3 +386,82 @@ def leftovers(cases: Sequence[ContractCase] | None = None) -> list[tuple[Contrac
             case.remove(target)
             found.append((case, target))
     return found
+
+
+# --- contract cases of a mechanism with SysV keys and POSIX names -----------------
+
+Leftovers = Callable[[], list[str]]
+
+
+def ipc_cases(
+    mechanism: str,
+    *,
+    remove_sysv: Callable[[str], None],
+    remove_posix: Callable[[str], None],
+    sysv_table: str,
+    posix_leftovers: Leftovers,
+    variants: Sequence[tuple[str, dict[str, Any]]] = (),
+    **common: Any,
+) -> list[ContractCase]:
+    """The contract cases of a mechanism whose objects are SysV (by key) and POSIX
+    (by /name), as msgq, sem and shm: "sysv" on the kit's unique keys, refusing
+    "notakey", and "posix" on its unique names, refusing "/two/slashes"; then one
+    case per variant (label, keywords), of the kind its label starts with
+    ("sysv-recv-first"). `common` goes to every case, a variant's keywords over it.
+
+    The leak check finds this run's keys in `sysv_table` (/proc/sysvipc/msg);
+    `posix_leftovers()` lists this run's names (see posix_names_left)."""
+    # One callable for every SysV case: the leak check asks each distinct one once.
+    sysv_leftovers = functools.partial(sysv_keys_left, sysv_table)
+    kinds: dict[str, dict[str, Any]] = {
+        "sysv": {
+            "new_target": lambda: hex(unique_key()),
+            "remove": remove_sysv,
+            "bad_target": "notakey",
+            "leftovers": sysv_leftovers,
+        },
+        "posix": {
+            "new_target": unique_name,
+            "remove": remove_posix,
+            "bad_target": "/two/slashes",
+            "leftovers": posix_leftovers,
+        },
+    }
+    labelled = [("sysv", {}), ("posix", {}), *variants]
+    return [
+        ContractCase(mechanism, label, **{**kinds[label.split("-")[0]], **common, **keywords})
+        for label, keywords in labelled
+    ]
+
+
+def sysv_keys_left(table: str) -> list[str]:
+    """The keys (0x-hex) of this run's objects in a /proc/sysvipc table."""
+    with open(table) as f:
+        next(f)
+        keys = [int(line.split()[0]) & 0xFFFFFFFF for line in f]
+    return [hex(k) for k in keys if k >> 16 == run_key_prefix()]
+
+
+def posix_names_left(directory: str | None, prefix: str = "") -> list[str]:
+    """The /names of this run's POSIX objects in the directory that shows them as
+    files named PREFIX + name (/dev/shm with "sem." for semaphores); none if the
+    directory is unknown (None) or unreadable."""
+    start = prefix + run_name_prefix().lstrip("/")
+    try:
+        names = os.listdir(directory) if directory else []
+    except OSError:
+        return []
+    return ["/" + n[len(prefix) :] for n in names if n.startswith(start)]
+
+
+def posix_unlinker(function: str) -> Callable[[str], None]:
+    """remove() for POSIX objects: posix_ipc's `function` (unlink_semaphore, ...)
+    on the name, nothing if it is gone already."""
+
+    def remove(name: str) -> None:
+        import posix_ipc
+
+        with contextlib.suppress(posix_ipc.ExistentialError):
+            getattr(posix_ipc, function)(name)
+
+    return remove

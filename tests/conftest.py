@@ -14,7 +14,9 @@ import pytest
 
 from ipctool.testing import Result, run
 from ipctool.testkit import unique_key, unique_name
-from ipctool_plugins.msgq.testing import remove_posix, remove_sysv
+from ipctool_plugins.msgq import testing as msgq
+from ipctool_plugins.sem import testing as sem
+from ipctool_plugins.shm import testing as shm
 
 # The run tag, the leak check (ipctool_leak_check in pyproject.toml) and the
 # contract fixtures come from ipctool's own pytest plugin (ipctool/pytest_plugin.py).
@@ -22,9 +24,22 @@ PEERS = Path(__file__).parent / "peers"
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
+def remove_sysv(key: str) -> None:
+    """Whatever queue, semaphore set or segment is on this key (nothing if none)."""
+    for mechanism in (msgq, sem, shm):
+        mechanism.remove_sysv(key)
+
+
+def remove_posix(name: str) -> None:
+    """Whatever queue, semaphore or shared memory object has this name."""
+    for mechanism in (msgq, sem, shm):
+        mechanism.remove_posix(name)
+
+
 @pytest.fixture
 def sysv_key() -> Iterator[str]:
-    """A SysV key (as 0x-hex) no other test uses; its queue is removed afterwards."""
+    """A SysV key (as 0x-hex) no other test uses; what a test made on it is removed
+    afterwards."""
     key = hex(unique_key())
     yield key
     remove_sysv(key)
@@ -35,6 +50,12 @@ def posix_name() -> Iterator[str]:
     name = unique_name()
     yield name
     remove_posix(name)
+
+
+@pytest.fixture(params=["sysv", "posix"])
+def target(request: pytest.FixtureRequest) -> str:
+    """A unique target of either kind (sysv_key, posix_name), removed afterwards."""
+    return str(request.getfixturevalue("sysv_key" if request.param == "sysv" else "posix_name"))
 
 
 @pytest.fixture(scope="session")

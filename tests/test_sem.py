@@ -23,35 +23,6 @@ from ipctool.testing import (
     start_receiver,
     wait_until_blocked,
 )
-from ipctool.testkit import unique_key, unique_name
-from ipctool_plugins.sem.testing import remove_posix, remove_sysv
-
-
-@pytest.fixture
-def sem_key() -> Iterator[str]:
-    key = hex(unique_key())
-    yield key
-    remove_sysv(key)
-
-
-@pytest.fixture
-def sem_name() -> Iterator[str]:
-    name = unique_name()
-    yield name
-    remove_posix(name)
-
-
-@pytest.fixture(params=["sysv", "posix"])
-def target(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A unique target of either kind, removed afterwards."""
-    if request.param == "sysv":
-        key = hex(unique_key())
-        yield key
-        remove_sysv(key)
-    else:
-        name = unique_name()
-        yield name
-        remove_posix(name)
 
 
 def record(target: str) -> dict:
@@ -72,18 +43,18 @@ def ipcs_rows() -> list[list[str]]:
 # --- send, recv and what ipcs shows ------------------------------------------
 
 
-def test_send_creates_what_ipcs_shows(sem_key: str) -> None:
-    assert run("sem", "send", sem_key).code == 0
-    row = next(r for r in ipcs_rows() if r[0] == f"0x{int(sem_key, 16):08x}")
+def test_send_creates_what_ipcs_shows(sysv_key: str) -> None:
+    assert run("sem", "send", sysv_key).code == 0
+    row = next(r for r in ipcs_rows() if r[0] == f"0x{int(sysv_key, 16):08x}")
     assert row[3] == "600" and row[4] == "1"  # perms, nsems
-    assert value(sem_key) == 1
+    assert value(sysv_key) == 1
 
 
-def test_posix_semaphore_is_a_0600_file_in_dev_shm(sem_name: str) -> None:
-    assert run("sem", "send", sem_name).code == 0
-    st = os.stat(f"/dev/shm/sem.{sem_name[1:]}")
+def test_posix_semaphore_is_a_0600_file_in_dev_shm(posix_name: str) -> None:
+    assert run("sem", "send", posix_name).code == 0
+    st = os.stat(f"/dev/shm/sem.{posix_name[1:]}")
     assert (st.st_mode & 0o777, st.st_uid) == (0o600, os.geteuid())
-    assert record(sem_name)["mode"] == "0600"
+    assert record(posix_name)["mode"] == "0600"
 
 
 def test_mode_is_exact_whatever_the_umask(target: str) -> None:
@@ -178,17 +149,17 @@ def test_ipcmk_set_is_inspected_element_by_element_and_cleaned(ipcmk_set: int) -
     assert not any(r[1] == str(ipcmk_set) for r in ipcs_rows())
 
 
-def test_index_creates_a_set_large_enough(sem_key: str) -> None:
-    assert run("sem", "send", sem_key, "--index", "2").code == 0
-    assert record(sem_key)["values"] == [0, 0, 1]
+def test_index_creates_a_set_large_enough(sysv_key: str) -> None:
+    assert run("sem", "send", sysv_key, "--index", "2").code == 0
+    assert record(sysv_key)["values"] == [0, 0, 1]
 
 
-def test_waiters_are_counted_per_element(sem_key: str) -> None:
-    assert run("sem", "send", sem_key, "--index", "1", "--value", "0", "--count", "1").code == 0
-    waiter = start_receiver("sem", "recv", sem_key, "--timeout", "60", stderr=subprocess.PIPE)
+def test_waiters_are_counted_per_element(sysv_key: str) -> None:
+    assert run("sem", "send", sysv_key, "--index", "1", "--value", "0", "--count", "1").code == 0
+    waiter = start_receiver("sem", "recv", sysv_key, "--timeout", "60", stderr=subprocess.PIPE)
     try:
         wait_until_blocked(waiter.process.pid)
-        got = record(sem_key)
+        got = record(sysv_key)
         assert got["elements"][0]["waiting"] == 1 and got["elements"][1]["waiting"] == 0
         assert waiter.process.pid in got["users"] and got["waiters"] == 1
     finally:
@@ -265,13 +236,13 @@ def test_sigterm_to_hold_is_passed_on_and_the_unit_given_back(target: str) -> No
     assert value(target) == 1
 
 
-def test_a_set_removed_under_a_waiter_is_not_found(sem_key: str) -> None:
-    assert run("sem", "send", sem_key, "--count", "1").code == 0
-    assert run("sem", "recv", sem_key).code == 0
-    waiter = start_receiver("sem", "recv", sem_key, "--timeout", "60", stderr=subprocess.PIPE)
+def test_a_set_removed_under_a_waiter_is_not_found(sysv_key: str) -> None:
+    assert run("sem", "send", sysv_key, "--count", "1").code == 0
+    assert run("sem", "recv", sysv_key).code == 0
+    waiter = start_receiver("sem", "recv", sysv_key, "--timeout", "60", stderr=subprocess.PIPE)
     try:
         wait_until_blocked(waiter.process.pid)
-        assert run("sem", "clean", sem_key, "--force").code == 0
+        assert run("sem", "clean", sysv_key, "--force").code == 0
         _, err = waiter.process.communicate(timeout=30)
         assert waiter.process.returncode == 3, err
         assert b"removed" in err and len(err.splitlines()) == 1
@@ -280,27 +251,27 @@ def test_a_set_removed_under_a_waiter_is_not_found(sem_key: str) -> None:
         waiter.process.wait()
 
 
-def test_a_killed_sysv_holder_releases(sem_key: str) -> None:
-    holder, child = hold(sem_key)
+def test_a_killed_sysv_holder_releases(sysv_key: str) -> None:
+    holder, child = hold(sysv_key)
     try:
-        assert value(sem_key) == 0
+        assert value(sysv_key) == 0
         holder.kill()  # SIGKILL: no code of ours runs; SEM_UNDO gives the unit back
         holder.wait()
-        assert value(sem_key) == 1
+        assert value(sysv_key) == 1
     finally:
         end(child)
 
 
-def test_a_killed_posix_holder_is_reported(sem_name: str) -> None:
-    holder, child = hold(sem_name)
+def test_a_killed_posix_holder_is_reported(posix_name: str) -> None:
+    holder, child = hold(posix_name)
     try:
-        assert not record(sem_name)["orphaned"]
+        assert not record(posix_name)["orphaned"]
         holder.kill()
         holder.wait()
-        got = record(sem_name)
+        got = record(posix_name)
         assert (got["value"], got["users"], got["orphaned"]) == (0, [], True)
-        assert run("sem", "send", sem_name).code == 0  # the documented way to give it back
-        assert not record(sem_name)["orphaned"]
+        assert run("sem", "send", posix_name).code == 0  # the documented way to give it back
+        assert not record(posix_name)["orphaned"]
     finally:
         end(child)
 
@@ -382,19 +353,19 @@ def test_other_users_semaphore_is_permission_denied(target: str) -> None:
     assert value(target) == 1
 
 
-def test_post_needs_alter_permission_only(sem_key: str) -> None:
+def test_post_needs_alter_permission_only(sysv_key: str) -> None:
     """SysV: others may alter (w) without reading (r): a post works, a wait is denied."""
-    assert run("sem", "send", sem_key, "--mode", "0602").code == 0
-    assert run_as_nobody("sem", "send", sem_key).code == 0
-    assert value(sem_key) == 2
+    assert run("sem", "send", sysv_key, "--mode", "0602").code == 0
+    assert run_as_nobody("sem", "send", sysv_key).code == 0
+    assert value(sysv_key) == 2
 
 
-def test_value_over_the_limit_is_too_large(sem_key: str) -> None:
-    assert_one_line_error(run("sem", "send", sem_key, "--value", "32767"), "sem", 7)
-    assert run("sem", "inspect", sem_key).code == 3  # refused before anything was made
-    assert run("sem", "send", sem_key, "--value", "32766").code == 0  # 32766, then +1
-    assert_one_line_error(run("sem", "send", sem_key), "sem", 7)
-    assert value(sem_key) == 32767
+def test_value_over_the_limit_is_too_large(sysv_key: str) -> None:
+    assert_one_line_error(run("sem", "send", sysv_key, "--value", "32767"), "sem", 7)
+    assert run("sem", "inspect", sysv_key).code == 3  # refused before anything was made
+    assert run("sem", "send", sysv_key, "--value", "32766").code == 0  # 32766, then +1
+    assert_one_line_error(run("sem", "send", sysv_key), "sem", 7)
+    assert value(sysv_key) == 32767
 
 
 # --- clean --stale, in a namespace of its own ---------------------------------
@@ -459,9 +430,9 @@ def test_c_waiter_woken_by_ipctool_and_c_poster_seen(compile_peer, target: str) 
     assert value(target) == 0
 
 
-def test_set_during_a_sysv_hold_ends_where_set_put_it(sem_key: str) -> None:
+def test_set_during_a_sysv_hold_ends_where_set_put_it(sysv_key: str) -> None:
     """SETVAL drops the undo records: hold's give-back is taken again as it exits."""
-    inner = " ".join(command("sem", "send", sem_key, "--set", "1"))
-    done = run("sem", "hold", sem_key, "--create", "--value", "1", "--", "sh", "-c", inner)
+    inner = " ".join(command("sem", "send", sysv_key, "--set", "1"))
+    done = run("sem", "hold", sysv_key, "--create", "--value", "1", "--", "sh", "-c", inner)
     assert done.code == 0, done.err
-    assert value(sem_key) == 1
+    assert value(sysv_key) == 1

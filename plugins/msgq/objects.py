@@ -18,12 +18,15 @@ from ipctool.api import (
     ObjectSource,
     PermissionDenied,
     ProcView,
-    format_key,
+    SysvRow,
+    find_sysv_row,
     idle_for,
     iso_time,
     parse_ipc_target,
     pid_alive,
+    pid_facts,
     read_table,
+    removal_errors,
     user_name,
 )
 
@@ -87,32 +90,18 @@ class QueueSource(ObjectSource):
         where = parse_ipc_target(target)
         if where.posix:
             return posix_object(where.label, proc)
-        for row in read_table(SYSV_TABLE):
-            if where.id is not None and int(row["msqid"]) == where.id:
-                return sysv_object(row, proc)
-            if where.key is not None and int(row["key"]) & 0xFFFFFFFF == where.key:
-                return sysv_object(row, proc)
-        raise NotFound(where.label, "no such queue")
+        return sysv_object(find_sysv_row(SYSV_TABLE, "msqid", where, self.noun), proc)
 
     def remove(self, obj: IpcObject) -> None:
-        if obj.kind == "posix":
-            import posix_ipc
+        with removal_errors(obj.target, self.noun):
+            if obj.kind == "posix":
+                import posix_ipc
 
-            try:
                 posix_ipc.unlink_message_queue(obj.target)
-            except posix_ipc.ExistentialError:
-                raise NotFound(obj.target, "no such queue") from None
-            except posix_ipc.PermissionsError:
-                raise PermissionDenied(obj.target, "permission denied") from None
-            return
-        import sysv_ipc
+            else:
+                import sysv_ipc
 
-        try:
-            sysv_ipc.remove_message_queue(obj.id)
-        except sysv_ipc.ExistentialError:
-            raise NotFound(obj.target, "no such queue") from None
-        except sysv_ipc.PermissionsError:
-            raise PermissionDenied(obj.target, "permission denied") from None
+                sysv_ipc.remove_message_queue(obj.id)
 
     def limits(self) -> dict[str, Any]:
         from ipctool_plugins.msgq import posix, sysv
@@ -125,35 +114,23 @@ class QueueSource(ObjectSource):
         return super().describe(obj) + messages
 
 
-def may_remove(uid: int, creator_uid: int) -> bool:
-    """Only root, the owner or the creator may remove a SysV object (IPC_RMID)."""
-    return os.geteuid() in (0, uid, creator_uid)
-
-
 def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     from ipctool_plugins.msgq.sysv import msgmax
 
-    key = int(row["key"]) & 0xFFFFFFFF
-    queue_id = int(row["msqid"])
-    uid, cuid = int(row["uid"]), int(row["cuid"])
-    lspid, lrpid = int(row["lspid"]), int(row["lrpid"])
-    stime, rtime, ctime = int(row["stime"]), int(row["rtime"]), int(row["ctime"])
+    common = SysvRow(row, "msqid")
+    queue_id = common.id
+    lspid, lrpid, stime, rtime, ctime = common.ints("lspid", "lrpid", "stime", "rtime", "ctime")
     max_bytes = queue_bytes(queue_id, int(row["qnum"]))
     users = {pid for pid in (lspid, lrpid) if pid_alive(pid)} | blocked_on(queue_id, proc)
     extra: dict[str, Any] = {
-        "key": key,
-        "name": None,
-        "creator": user_name(cuid),
-        "creator_uid": cuid,
+        **common.named(),
         "messages": int(row["qnum"]),
         "bytes": int(row["cbytes"]),
         "max_bytes": max_bytes,
         "max_message": msgmax(),
         "max_messages": None,
-        "last_send_pid": lspid or None,
-        "last_send_alive": pid_alive(lspid),
-        "last_recv_pid": lrpid or None,
-        "last_recv_alive": pid_alive(lrpid),
+        **pid_facts("last_send", lspid),
+        **pid_facts("last_recv", lrpid),
         "holders": [],
         "send_time": iso_time(stime),
         "recv_time": iso_time(rtime),
@@ -162,17 +139,12 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     return IpcObject(
         "msgq",
         "sysv",
-        format_key(key) if key else f"--id={queue_id}",
-        id=queue_id,
-        uid=uid,
-        mode=int(row["perms"], 8) & 0o777,
+        common.target,
         size=int(row["cbytes"]),
         capacity=max_bytes,
         users=users,
-        last_used=max(stime, rtime, ctime),
-        idle_seconds=idle_for(stime, rtime, ctime),
-        removable=may_remove(uid, cuid),
         extra=extra,
+        **common.fields(stime, rtime, ctime),
     )
 
 
@@ -233,10 +205,8 @@ def posix_object(name: str, proc: ProcView) -> IpcObject:
         "max_bytes": capacity,
         "max_message": max_message,
         "max_messages": max_messages,
-        "last_send_pid": None,
-        "last_send_alive": None,
-        "last_recv_pid": None,
-        "last_recv_alive": None,
+        **pid_facts("last_send", None),
+        **pid_facts("last_recv", None),
         "holders": proc.holder_pids(st.st_dev, st.st_ino),
         "send_time": None,
         "recv_time": None,

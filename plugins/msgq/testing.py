@@ -4,10 +4,9 @@ ipctool."""
 from __future__ import annotations
 
 import contextlib
-import os
 
 from ipctool.api import ContractCase
-from ipctool.testkit import run_key_prefix, run_name_prefix, unique_key, unique_name
+from ipctool.testing import ipc_cases, posix_names_left, posix_unlinker
 
 
 def remove_sysv(target: str) -> None:
@@ -17,56 +16,26 @@ def remove_sysv(target: str) -> None:
         sysv_ipc.MessageQueue(int(target, 0)).remove()
 
 
-def remove_posix(target: str) -> None:
-    import posix_ipc
-
-    with contextlib.suppress(posix_ipc.ExistentialError):
-        posix_ipc.unlink_message_queue(target)
-
-
-def sysv_leftovers() -> list[str]:
-    with open("/proc/sysvipc/msg") as f:
-        next(f)
-        keys = [int(line.split()[0]) & 0xFFFFFFFF for line in f]
-    return [hex(k) for k in keys if k >> 16 == run_key_prefix()]
+remove_posix = posix_unlinker("unlink_message_queue")
 
 
 def posix_leftovers() -> list[str]:
     from ipctool_plugins.msgq import mqueuefs
 
-    directory, _ = mqueuefs.directory()
-    prefix = run_name_prefix().lstrip("/")
-    if not directory:
-        return []
-    return ["/" + n for n in os.listdir(directory) if n.startswith(prefix)]
+    return posix_names_left(mqueuefs.directory()[0])
 
 
 def contract_cases() -> list[ContractCase]:
-    return [
-        ContractCase(
-            mechanism="msgq",
-            label="sysv",
-            new_target=lambda: hex(unique_key()),
-            remove=remove_sysv,
-            bad_target="notakey",
-            leftovers=sysv_leftovers,
-        ),
-        ContractCase(
-            mechanism="msgq",
-            label="posix",
-            new_target=unique_name,
-            remove=remove_posix,
-            bad_target="/two/slashes",
-            leftovers=posix_leftovers,
-        ),
-        ContractCase(  # a receiver that starts before its sender (and creates the queue)
-            mechanism="msgq",
-            label="sysv-recv-first",
-            new_target=lambda: hex(unique_key()),
-            remove=remove_sysv,
-            bad_target="0x",
-            recv_first=True,
-            recv_args=("--create",),
-            leftovers=sysv_leftovers,
-        ),
-    ]
+    return ipc_cases(
+        "msgq",
+        remove_sysv=remove_sysv,
+        remove_posix=remove_posix,
+        sysv_table="/proc/sysvipc/msg",
+        posix_leftovers=posix_leftovers,
+        variants=[  # a receiver that starts before its sender (and creates the queue)
+            (
+                "sysv-recv-first",
+                {"bad_target": "0x", "recv_first": True, "recv_args": ("--create",)},
+            )
+        ],
+    )

@@ -23,12 +23,14 @@ from ipctool.api import (
     NotFound,
     ObjectSource,
     ProcView,
-    format_key,
+    SysvRow,
+    find_sysv_row,
     idle_for,
     iso_time,
     parse_ipc_target,
     pid_alive,
     read_table,
+    removal_errors,
     user_name,
 )
 
@@ -78,12 +80,7 @@ class SemSource(ObjectSource):
         where = parse_ipc_target(target)
         if where.name is not None:
             return posix_object(where.name, proc)
-        for row in read_table(SYSV_TABLE):
-            if where.id is not None and int(row["semid"]) == where.id:
-                return sysv_object(row, proc)
-            if where.key is not None and int(row["key"]) & 0xFFFFFFFF == where.key:
-                return sysv_object(row, proc)
-        raise NotFound(where.label, "no such semaphore")
+        return sysv_object(find_sysv_row(SYSV_TABLE, "semid", where, self.noun), proc)
 
     def remove(self, obj: IpcObject) -> None:
         from ipctool.api import from_os_error
@@ -92,12 +89,8 @@ class SemSource(ObjectSource):
             if obj.kind == "posix":
                 import posix_ipc
 
-                try:
+                with removal_errors(obj.target, self.noun):
                     posix_ipc.unlink_semaphore(obj.target)
-                except posix_ipc.ExistentialError:
-                    raise NotFound(obj.target, "no such semaphore") from None
-                except posix_ipc.PermissionsError:
-                    raise OSError(13, "permission denied") from None
                 return
             from ipctool_plugins.sem import sysv
 
@@ -144,10 +137,9 @@ def waiting_note(waiters: int | None, users: set[int]) -> str | None:
 def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     from ipctool_plugins.sem.sysv import element
 
-    key = int(row["key"]) & 0xFFFFFFFF
-    semid, nsems = int(row["semid"]), int(row["nsems"])
-    uid, cuid = int(row["uid"]), int(row["cuid"])
-    otime, ctime = int(row["otime"]), int(row["ctime"])
+    common = SysvRow(row, "semid")
+    semid = common.id
+    nsems, otime, ctime = common.ints("nsems", "otime", "ctime")
     elements = []
     for index in range(nsems):
         facts: dict[str, Any] = {"index": index, **element(semid, index)}
@@ -158,17 +150,17 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     waiters = counted([e[k] for e in elements for k in ("waiting", "waiting_zero")])
     users = live | blocked_on(semid, proc, waiters)
     values = [e["value"] for e in elements]
+    named = common.named()  # key and name lead a sem record, the creator follows elements
     extra: dict[str, Any] = {
-        "key": key,
-        "name": None,
+        "key": named.pop("key"),
+        "name": named.pop("name"),
         "nsems": nsems,
         "value": values[0] if values else None,
         "values": values,
         "waiters": waiters,
         "last_pids": last_pids,
         "elements": elements,
-        "creator": user_name(cuid),
-        "creator_uid": cuid,
+        **named,  # the creator
         "mappers": [],
         "orphaned": orphaned(values, waiters, users),
         "op_time": iso_time(otime),
@@ -177,17 +169,12 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
     return IpcObject(
         "sem",
         "sysv",
-        format_key(key) if key else f"--id={semid}",
-        id=semid,
-        uid=uid,
-        mode=int(row["perms"], 8) & 0o777,
+        common.target,
         users=users,
         busy=waiting_note(waiters, users),
         created=None,
-        last_used=max(otime, ctime),
-        idle_seconds=idle_for(otime, ctime),
-        removable=os.geteuid() in (0, uid, cuid),
         extra=extra,
+        **common.fields(otime, ctime),
     )
 
 

@@ -5,10 +5,9 @@ nothing, and the kit's `counts` check holds send --count against recv."""
 from __future__ import annotations
 
 import contextlib
-import os
 
 from ipctool.api import ContractCase
-from ipctool.testkit import run_key_prefix, run_name_prefix, unique_key, unique_name
+from ipctool.testing import ipc_cases, posix_names_left, posix_unlinker
 
 
 def remove_sysv(target: str) -> None:
@@ -18,55 +17,26 @@ def remove_sysv(target: str) -> None:
         sysv.remove(sysv.semget(int(target, 0), 0, 0))
 
 
-def remove_posix(target: str) -> None:
-    import posix_ipc
-
-    with contextlib.suppress(posix_ipc.ExistentialError):
-        posix_ipc.unlink_semaphore(target)
-
-
-def sysv_leftovers() -> list[str]:
-    with open("/proc/sysvipc/sem") as f:
-        next(f)
-        keys = [int(line.split()[0]) & 0xFFFFFFFF for line in f]
-    return [hex(k) for k in keys if k >> 16 == run_key_prefix()]
+remove_posix = posix_unlinker("unlink_semaphore")
 
 
 def posix_leftovers() -> list[str]:
-    prefix = "sem." + run_name_prefix().lstrip("/")
-    return ["/" + n[4:] for n in os.listdir("/dev/shm") if n.startswith(prefix)]
+    return posix_names_left("/dev/shm", "sem.")
 
 
 def contract_cases() -> list[ContractCase]:
-    common: dict = {"payload": b"", "counts": True}
-    return [
-        ContractCase(
-            mechanism="sem",
-            label="sysv",
-            new_target=lambda: hex(unique_key()),
-            remove=remove_sysv,
-            bad_target="notakey",
-            leftovers=sysv_leftovers,
-            **common,
-        ),
-        ContractCase(
-            mechanism="sem",
-            label="posix",
-            new_target=unique_name,
-            remove=remove_posix,
-            bad_target="/two/slashes",
-            leftovers=posix_leftovers,
-            **common,
-        ),
-        ContractCase(  # a waiter that starts before the poster (and creates the semaphore)
-            mechanism="sem",
-            label="posix-recv-first",
-            new_target=unique_name,
-            remove=remove_posix,
-            bad_target="/",
-            recv_first=True,
-            recv_args=("--create",),
-            leftovers=posix_leftovers,
-            **common,
-        ),
-    ]
+    return ipc_cases(
+        "sem",
+        remove_sysv=remove_sysv,
+        remove_posix=remove_posix,
+        sysv_table="/proc/sysvipc/sem",
+        posix_leftovers=posix_leftovers,
+        variants=[  # a waiter that starts before the poster (and creates the semaphore)
+            (
+                "posix-recv-first",
+                {"bad_target": "/", "recv_first": True, "recv_args": ("--create",)},
+            )
+        ],
+        payload=b"",
+        counts=True,
+    )

@@ -25,13 +25,15 @@ from ipctool.api import (
     ObjectSource,
     PermissionDenied,
     ProcView,
-    format_key,
+    SysvRow,
+    find_sysv_row,
     idle_for,
     iso_time,
     parse_ipc_target,
-    pid_alive,
+    pid_facts,
     read_sysctl,
     read_table,
+    removal_errors,
     user_name,
 )
 
@@ -80,32 +82,18 @@ class ShmSource(ObjectSource):
         where = parse_ipc_target(target)
         if where.name is not None:
             return posix_object(where.name, proc)
-        for row in read_table(SYSV_TABLE):
-            if where.id is not None and int(row["shmid"]) == where.id:
-                return sysv_object(row, proc)
-            if where.key is not None and int(row["key"]) & 0xFFFFFFFF == where.key:
-                return sysv_object(row, proc)
-        raise NotFound(where.label, "no such segment")
+        return sysv_object(find_sysv_row(SYSV_TABLE, "shmid", where, self.noun), proc)
 
     def remove(self, obj: IpcObject) -> None:
-        if obj.kind == "posix":
-            import posix_ipc
+        with removal_errors(obj.target, self.noun):
+            if obj.kind == "posix":
+                import posix_ipc
 
-            try:
                 posix_ipc.unlink_shared_memory(obj.target)
-            except posix_ipc.ExistentialError:
-                raise NotFound(obj.target, "no such segment") from None
-            except posix_ipc.PermissionsError:
-                raise PermissionDenied(obj.target, "permission denied") from None
-            return
-        import sysv_ipc
+            else:
+                import sysv_ipc
 
-        try:
-            sysv_ipc.remove_shared_memory(obj.id)
-        except sysv_ipc.ExistentialError:
-            raise NotFound(obj.target, "no such segment") from None
-        except sysv_ipc.PermissionsError:
-            raise PermissionDenied(obj.target, "permission denied") from None
+                sysv_ipc.remove_shared_memory(obj.id)
 
     def stale(self, obj: IpcObject, older_than: float) -> bool:
         alive = [
@@ -140,45 +128,29 @@ class ShmSource(ObjectSource):
         return super().describe(obj) + f", {obj.size} bytes"
 
 
-def may_remove(uid: int, creator_uid: int) -> bool:
-    """Only root, the owner or the creator may remove a SysV object (IPC_RMID)."""
-    return os.geteuid() in (0, uid, creator_uid)
-
-
 def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
-    key = int(row["key"]) & 0xFFFFFFFF
-    shmid = int(row["shmid"])
-    perms = int(row["perms"], 8)
-    uid, cuid = int(row["uid"]), int(row["cuid"])
-    cpid, lpid, nattch = int(row["cpid"]), int(row["lpid"]), int(row["nattch"])
-    atime, dtime, ctime = int(row["atime"]), int(row["dtime"]), int(row["ctime"])
-    attached = proc.sysv_shm_pids(shmid)
+    common = SysvRow(row, "shmid")
+    cpid, lpid, nattch = common.ints("cpid", "lpid", "nattch")
+    atime, dtime, ctime = common.ints("atime", "dtime", "ctime")
+    attached = proc.sysv_shm_pids(common.id)
     unseen = nattch - len(attached)
     extra: dict[str, Any] = {
-        "key": key,
-        "name": None,
-        "creator": user_name(cuid),
-        "creator_uid": cuid,
+        **common.named(),
         "attached": nattch,
-        "creator_pid": cpid or None,
-        "creator_alive": pid_alive(cpid),
-        "last_pid": lpid or None,
-        "last_alive": pid_alive(lpid),
+        **pid_facts("creator", cpid),
+        **pid_facts("last", lpid),
         "holders": [],
         "mappers": attached,
         "attach_time": iso_time(atime),
         "detach_time": iso_time(dtime),
         "change_time": iso_time(ctime),
-        "marked_for_removal": bool(perms & SHM_DEST),
-        "locked": bool(perms & SHM_LOCKED),
+        "marked_for_removal": bool(common.perms & SHM_DEST),
+        "locked": bool(common.perms & SHM_LOCKED),
     }
     return IpcObject(
         "shm",
         "sysv",
-        format_key(key) if key else f"--id={shmid}",
-        id=shmid,
-        uid=uid,
-        mode=perms & 0o777,
+        common.target,
         size=int(row["size"]),
         capacity=int(row["size"]),
         users=attached,
@@ -186,10 +158,8 @@ def sysv_object(row: dict[str, str], proc: ProcView) -> IpcObject:
         if unseen > 0
         else None,
         created=None,
-        last_used=max(atime, dtime, ctime),
-        idle_seconds=idle_for(atime, dtime, ctime),
-        removable=may_remove(uid, cuid),
         extra=extra,
+        **common.fields(atime, dtime, ctime),
     )
 
 
@@ -226,10 +196,8 @@ def posix_object(name: str, proc: ProcView) -> IpcObject:
         "creator": user_name(st.st_uid),
         "creator_uid": st.st_uid,
         "attached": len(set(mappers)),
-        "creator_pid": None,
-        "creator_alive": None,
-        "last_pid": None,
-        "last_alive": None,
+        **pid_facts("creator", None),
+        **pid_facts("last", None),
         "holders": holders,
         "mappers": mappers,
         "attach_time": None,
