@@ -22,8 +22,9 @@ ACCESS = {os.O_RDONLY: "r", os.O_WRONLY: "w", os.O_RDWR: "rw"}
 
 
 # Pauses before looking again at threads seen out of a system call (see _blocked):
-# 17 ms at most, spent only when some thread was out of one.
-RELOOKS = (0.002, 0.005, 0.01)
+# 47 ms at most, spent only when some thread was out of one. On a busy machine a
+# waiter a heartbeat took out of its wait may wait that long for a CPU.
+RELOOKS = (0.002, 0.005, 0.01, 0.03)
 
 
 class Holder:

@@ -98,7 +98,8 @@ def _mark_used() -> None:
 
 @pytest.fixture
 def ipctool_key() -> Iterator[str]:
-    """A SysV key (0x-hex) no other test uses; no queue, segment or set is left on it."""
+    """A SysV key (0x-hex) no other test uses. What a test leaves on it is not
+    removed here: the session's leak check reports it (and then removes it)."""
     from ipctool.testkit import unique_key
 
     _mark_used()

@@ -172,8 +172,8 @@ def test_a_waiter_between_two_waits_still_counts(compile_peer, sysv_key: str) ->
     try:
         assert proc.stdout.readline() == "ready\n"
         wait_until_blocked(proc.pid)
-        missed = sum(proc.pid not in blocked_on(queue.id, ProcView()) for _ in range(30))
-        assert missed == 0, f"the waiter was missed in {missed} of 30 looks"
+        missed = sum(proc.pid not in blocked_on(queue.id, ProcView()) for _ in range(60))
+        assert missed == 0, f"the waiter was missed in {missed} of 60 looks"
     finally:
         proc.kill()
         proc.wait()
