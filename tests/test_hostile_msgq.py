@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -82,7 +83,5 @@ def test_term_ends_stream_recv_with_stalled_stdout(
     finally:
         os.close(read_end)
         recv.stderr.close()  # type: ignore[union-attr]
-        try:
+        with contextlib.suppress(NameError, sysv_ipc.ExistentialError):
             queue.remove()
-        except (NameError, sysv_ipc.ExistentialError):
-            pass
