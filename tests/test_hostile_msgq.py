@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import sysv_ipc
@@ -47,7 +48,7 @@ STALLED_XFAIL = pytest.mark.xfail(
     [pytest.param(True, id="native", marks=STALLED_XFAIL), pytest.param(False, id="python")],
 )
 def test_term_ends_stream_recv_with_stalled_stdout(
-    ipctool_key: str, native: bool, tmp_path
+    ipctool_key: str, native: bool, tmp_path: Path
 ) -> None:
     data = tmp_path / "in"
     data.write_bytes(os.urandom(300 << 10))
