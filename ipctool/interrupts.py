@@ -43,6 +43,7 @@ from ipctool import _exit_interrupted as exit_interrupted
 class _State:
     deferred = False  # inside interrupts_deferred()
     interrupted = False  # a Ctrl-C came while deferred and nothing has acted on it yet
+    ended = 0  # the exit code of a SIGTERM or SIGHUP that came while deferred
     wakeup_read = -1  # read end of the wakeup pipe, once a wait made one
 
 
@@ -87,7 +88,20 @@ class Ended(SystemExit):
 
 
 def _on_ending(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGHUP: held like Ctrl-C inside interrupts_deferred (what was
+    taken from the kernel is written first), else unwinding the verb at once."""
+    if _state.deferred:
+        _state.ended = 128 + signum
+        return
     raise Ended(128 + signum)
+
+
+def raise_if_ended() -> None:
+    """A SIGTERM or SIGHUP held while deferred ends the command now (callers
+    have let pending handlers run: interrupted() does)."""
+    if _state.ended:
+        code, _state.ended = _state.ended, 0
+        raise Ended(code)
 
 
 @contextmanager
@@ -143,11 +157,13 @@ def raise_if_interrupted() -> None:
     """Before any wait: a Ctrl-C recorded earlier ends it before it starts."""
     if interrupted():
         raise KeyboardInterrupt
+    raise_if_ended()
 
 
 class interrupts_deferred:
-    """Ctrl-C inside the block is held until its end (a blocking wait still ends
-    at once), so that messages already taken from the kernel are written first.
+    """Ctrl-C, SIGTERM and SIGHUP inside the block are held until its end (a
+    blocking wait still ends at once), so that messages already taken from the
+    kernel are written first.
 
     A class, not a @contextmanager: recv enters it once per message or batch,
     and a generator-based one costs several times as much."""
@@ -197,3 +213,4 @@ def raise_if_signaled() -> None:
     landed = take_wakeup()
     if interrupted() or (signal.SIGINT in landed and ours()):
         raise KeyboardInterrupt
+    raise_if_ended()

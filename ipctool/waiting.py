@@ -411,6 +411,7 @@ def _wait_in_c(
             interrupts.run_pending_handlers()
             if interrupts.interrupted():
                 raise KeyboardInterrupt from None
+            interrupts.raise_if_ended()  # SIGTERM or SIGHUP held while deferred
             if not alarm.fired:
                 raise
             first = False
