@@ -172,6 +172,8 @@ class _Relay:
             except OSError as err:
                 if self.moved == 0 and err.errno in _UNSUPPORTED:
                     raise _Unsupported from err
+                if err.errno == errno.EPIPE and self.src.pipe and _drained(src):
+                    return self.moved  # all was moved: the reader left after it
                 raise self._error(err, self._splice_side(err)) from None
             if not n:
                 return self.moved
@@ -293,6 +295,16 @@ class _Relay:
         reason = self.peer_gone if peer and err.errno in _GONE_ERRNOS else None
         mapped: IpcError = from_os_error(end.name, err, reason)
         return mapped
+
+
+def _drained(pipe: int) -> bool:
+    """A source pipe at its end: empty, and no writer left. The kernel checks the
+    destination's reader before the source's end, so the splice that would have
+    said EOF says EPIPE when the reader left right after taking everything."""
+    poller = select.poll()
+    poller.register(pipe, select.POLLIN)
+    events = dict(poller.poll(0)).get(pipe, 0)
+    return bool(events & select.POLLHUP) and not events & select.POLLIN
 
 
 def _ready_now(fd: int, events: int) -> bool:
