@@ -340,3 +340,38 @@ def test_hold_gives_the_unit_back_only_once_command_is_gone(sem_target: str) -> 
             hold.wait()
     assert value_seen_by_command == "0\n"  # still held: COMMAND is running
     assert sem_value(sem_target) == 1  # and given back once it ended
+
+
+# --- shm on a /dev/shm with no room: SIGBUS ----------------------------------------
+
+SMALL_SHM = """\
+mount -t tmpfs -o size=64k tmpfs /dev/shm || exit 99
+"$@"
+code=$?
+ls -A /dev/shm
+exit $code
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm send on a /dev/shm without room for the object: ftruncate makes it sparse, "
+    "the first write past the tmpfs's room is SIGBUS ('Bus error', exit 135), and the "
+    "object stays behind (its readers get SIGBUS too)",
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["blackboard", "stream"])
+def test_a_full_dev_shm_is_an_error_line_not_sigbus(ipctool_name: str, stream: bool) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs in a private mount namespace needs root")
+    argv = command("shm", "send", ipctool_name, *(["--stream"] if stream else []))
+    # The namespace's tmpfs, and anything left in it, goes when the namespace ends.
+    done = subprocess.run(
+        ["unshare", "--mount", "--", "sh", "-c", SMALL_SHM, "sh", *argv],
+        input=os.urandom(200_000),  # more than the 64 KiB tmpfs holds
+        capture_output=True,
+    )
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode in (1, 7), err
+    assert err.startswith("ipctool: shm: ") and err.count("\n") == 1, err
+    assert "internal error" not in err, err
+    assert done.stdout == b""  # nothing left in /dev/shm
