@@ -375,3 +375,22 @@ def test_a_full_dev_shm_is_an_error_line_not_sigbus(ipctool_name: str, stream: b
     assert err.startswith("ipctool: shm: ") and err.count("\n") == 1, err
     assert "internal error" not in err, err
     assert done.stdout == b""  # nothing left in /dev/shm
+
+
+# --- shm --stream: a stream that exactly fills the ring -----------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm send --stream: input of exactly the ring's capacity waits for room before it "
+    "reads the EOF, so the sender does not end once its last byte is in the ring",
+)
+def test_a_stream_that_exactly_fills_the_ring_lets_the_sender_end(shm_target: str) -> None:
+    capacity = 4096 - 256  # --size 4096 less the ring's header
+    payload = os.urandom(capacity)
+    # --timeout only bounds the bug's wait; a sender that ends at once never reaches it
+    sent = run("shm", "send", shm_target, "--stream", "--size", "4096", "--timeout", "2",
+               input=payload)  # fmt: skip
+    assert (sent.code, sent.err) == (0, "")
+    received = run("shm", "recv", shm_target, "--stream")
+    assert (received.code, received.stdout) == (0, payload)
