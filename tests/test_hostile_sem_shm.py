@@ -1,0 +1,396 @@
+"""sem and shm as a hostile user sees them: signals at the worst moment, POSIX
+stream rings that end early, stdin that is a directory or never ends.
+
+Each test here shows a bug the README's promises rule out; they are marked
+xfail(strict=True) until the bug is fixed, so the suite stays green and a fix
+makes them fail loudly (then drop the mark).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ipctool.testing import command, run, start_receiver, wait_until_blocked
+from ipctool_plugins.sem import testing as sem_testing
+from ipctool_plugins.shm import testing as shm_testing
+
+INSTALLED = Path(sys.executable).with_name("ipctool")  # the sh launcher pip installs
+TRIES = 5  # the signal lands after the take in nearly every try; one is enough to fail
+
+
+# --- fixtures: the kit's unique targets, removed however the test ends ------------
+
+
+@pytest.fixture(params=["sysv", "posix"])
+def sem_target(
+    request: pytest.FixtureRequest, ipctool_key: str, ipctool_name: str
+) -> Iterator[str]:
+    target = ipctool_key if request.param == "sysv" else ipctool_name
+    yield target
+    (sem_testing.remove_sysv if request.param == "sysv" else sem_testing.remove_posix)(target)
+
+
+@pytest.fixture
+def sem_name(ipctool_name: str) -> Iterator[str]:
+    yield ipctool_name
+    sem_testing.remove_posix(ipctool_name)
+
+
+@pytest.fixture
+def shm_name(ipctool_name: str) -> Iterator[str]:
+    yield ipctool_name
+    shm_testing.remove_posix(ipctool_name)
+
+
+@pytest.fixture(params=["sysv", "posix"])
+def shm_target(
+    request: pytest.FixtureRequest, ipctool_key: str, ipctool_name: str
+) -> Iterator[str]:
+    target = ipctool_key if request.param == "sysv" else ipctool_name
+    yield target
+    (shm_testing.remove_sysv if request.param == "sysv" else shm_testing.remove_posix)(target)
+
+
+def sem_value(target: str) -> int:
+    result = run("sem", "inspect", target, "--json")
+    assert result.code == 0, result.err
+    return int(result.json()["value"])
+
+
+def make_empty_sem(target: str) -> None:
+    made = run("sem", "recv", target, "--create", "--nowait")
+    assert made.code == 5, made.err  # created at 0, nothing to take
+
+
+def post_then_signal(
+    helper: Path, target: str, argv: list[str], number: int
+) -> subprocess.CompletedProcess[bytes]:
+    """Start `ipctool ARGV`, let it block on the empty semaphore, then post one unit and
+    send signal `number` from C at once: the signal lands just as the unit is taken."""
+    process = subprocess.Popen(command(*argv), stderr=subprocess.PIPE)
+    try:
+        wait_until_blocked(process.pid)
+        kind = "posix" if target.startswith("/") else "sysv"
+        subprocess.run([str(helper), kind, target, str(process.pid), str(number)], check=True)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(argv, process.returncode, b"", err)
+
+
+# --- sem: a unit taken as SIGTERM or SIGHUP lands is lost --------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sem recv: SIGTERM/SIGHUP landing as the unit is taken ends recv with 143/129 "
+    "and the unit gone (only Ctrl-C is deferred and given back); README: only exit 0 "
+    "takes anything",
+)
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_recv_ended_by_sigterm_as_the_unit_arrives_keeps_nothing(
+    sem_target: str, number: int, compile_peer: Callable[..., Path]
+) -> None:
+    helper = compile_peer("post_then_signal.c")
+    make_empty_sem(sem_target)
+    lost = []
+    for _ in range(TRIES):
+        done = post_then_signal(helper, sem_target, ["sem", "recv", sem_target], number)
+        value = sem_value(sem_target)
+        if done.returncode < 0:  # killed after the verb had ended: no verdict either way
+            run("sem", "recv", sem_target, "--nowait")
+            continue
+        if (done.returncode == 0) != (value == 0):  # exit 0 took it; anything else must not
+            lost.append((done.returncode, value, done.stderr.decode(errors="replace")))
+        while sem_value(sem_target):
+            run("sem", "recv", sem_target, "--nowait")
+    assert lost == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sem hold (POSIX): SIGTERM landing as the unit is taken ends hold with 143 "
+    "before COMMAND runs and the unit is never given back",
+)
+def test_hold_ended_by_sigterm_as_the_unit_arrives_gives_it_back(
+    sem_name: str, compile_peer: Callable[..., Path]
+) -> None:
+    helper = compile_peer("post_then_signal.c")
+    make_empty_sem(sem_name)
+    lost = []
+    for _ in range(TRIES):
+        argv = ["sem", "hold", sem_name, "--", "true"]
+        done = post_then_signal(helper, sem_name, argv, signal.SIGTERM)
+        value = sem_value(sem_name)
+        if value != 1:  # whether or not COMMAND ran, the posted unit must still be there
+            lost.append((done.returncode, value, done.stderr.decode(errors="replace")))
+            run("sem", "send", sem_name)
+        run("sem", "recv", sem_name, "--nowait")  # back to 0 for the next try
+    assert lost == []
+
+
+# --- shm --stream over a POSIX object: every early end is an internal error ----------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm --stream (POSIX): --timeout ends with exit 1 'internal error: BufferError: "
+    "cannot close exported pointers exist' instead of 124",
+)
+def test_posix_stream_recv_timeout_is_124(shm_name: str) -> None:
+    result = run("shm", "recv", shm_name, "--stream", "--timeout", "0.2")
+    assert (result.code, result.err) == (124, f"ipctool: shm: {shm_name}: timed out after 0.2 s\n")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm --stream (POSIX): Ctrl-C while waiting ends with exit 1 'internal error: "
+    "BufferError' instead of 130",
+)
+def test_posix_stream_recv_ctrl_c_is_130(shm_name: str) -> None:
+    started = start_receiver(
+        "shm", "recv", shm_name, "--stream", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    process = started.process
+    wait_until_blocked(process.pid)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert (process.returncode, err) == (130, b"")
+    assert not os.path.exists("/dev/shm" + shm_name)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm --stream (POSIX): a sender killed -9 mid-stream ends the receiver with "
+    "'internal error: BufferError', not the line naming the sender",
+)
+def test_posix_stream_sender_killed_is_named(shm_name: str) -> None:
+    started = start_receiver(
+        "shm", "recv", shm_name, "--stream", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    receiver = started.process
+    sender = subprocess.Popen(command("shm", "send", shm_name, "--stream"), stdin=subprocess.PIPE)
+    try:
+        assert sender.stdin is not None
+        sender.stdin.write(b"part of a stream")
+        sender.stdin.flush()
+        assert receiver.stdout is not None
+        assert receiver.stdout.read(16) == b"part of a stream"  # it came through the ring
+        wait_until_blocked(sender.pid)  # reading stdin for more
+        sender.kill()
+        sender.wait()
+        _, err = receiver.communicate(timeout=30)
+    finally:
+        for process in (sender, receiver):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    line = f"ipctool: shm: {shm_name}: the sender (pid {sender.pid}) is gone before the end\n"
+    assert (receiver.returncode, err.decode()) == (1, line)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm --stream (POSIX): a receiver whose reader went away ends with exit 1 "
+    "'internal error: BufferError' instead of the quiet 141",
+)
+def test_posix_stream_recv_reader_gone_is_141(shm_name: str) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read recv's stdout
+    try:
+        started = start_receiver(
+            "shm", "recv", shm_name, "--stream", stdout=write_end, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(write_end)
+    # The sender may see the receiver stop before its own end: its exit is not the point.
+    run("shm", "send", shm_name, "--stream", input=b"x" * 1000)
+    _, err = started.process.communicate(timeout=30)
+    assert (started.process.returncode, err) == (141, b"")
+
+
+# --- shm blackboard and stream: stdin that is a directory, or never ends ------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm send ignores the launcher's IPCTOOL_STDIN_DIRECTORY: '< /tmp' is exit 0 and "
+    "the blackboard's data is replaced by nothing (trailer end 0)",
+)
+def test_a_directory_as_stdin_of_shm_send_changes_nothing(tmp_path: Path, shm_target: str) -> None:
+    assert run("shm", "send", shm_target, "--data", "keep me").code == 0
+    directory = os.open(tmp_path, os.O_RDONLY)
+    try:
+        sent = subprocess.run(
+            [str(INSTALLED), "shm", "send", shm_target], stdin=directory, capture_output=True
+        )
+    finally:
+        os.close(directory)
+    assert (sent.returncode, sent.stderr) == (2, b"ipctool: shm: stdin: is a directory\n")
+    assert run("shm", "recv", shm_target).stdout == b"keep me"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm send --stream with a directory as stdin (launcher) sends an empty stream, "
+    "exit 0, and leaves a 4 MiB ring behind",
+)
+def test_a_directory_as_stdin_of_shm_stream_send_makes_nothing(
+    tmp_path: Path, shm_target: str
+) -> None:
+    directory = os.open(tmp_path, os.O_RDONLY)
+    try:
+        sent = subprocess.run(
+            [str(INSTALLED), "shm", "send", shm_target, "--stream"],
+            stdin=directory,
+            capture_output=True,
+        )
+    finally:
+        os.close(directory)
+    assert (sent.returncode, sent.stderr) == (2, b"ipctool: shm: stdin: is a directory\n")
+    assert run("shm", "inspect", shm_target, "--json").code == 3
+
+
+def limited_memory() -> None:
+    """In the child: 1 GiB of address space, so an unbounded read fails instead of
+    taking the machine's memory."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm send (blackboard) reads all of stdin before checking the size: /dev/zero "
+    "into a 4 KiB segment runs out of memory (MemoryError, exit 1) instead of exit 7",
+)
+def test_endless_stdin_into_an_existing_segment_is_too_large(shm_target: str) -> None:
+    assert run("shm", "send", shm_target, "--size", "4096", "--data", "kept").code == 0
+    with open("/dev/zero", "rb") as zero:
+        sent = subprocess.run(
+            command("shm", "send", shm_target),
+            stdin=zero,
+            capture_output=True,
+            preexec_fn=limited_memory,
+            timeout=120,
+        )
+    assert sent.returncode == 7, sent.stderr.decode(errors="replace")
+    assert run("shm", "recv", shm_target).stdout == b"kept"
+    record = run("shm", "inspect", shm_target, "--json").json()
+    assert record["size"] == 4096, json.dumps(record)
+
+
+# --- sem hold: a second SIGTERM gives the unit back while COMMAND still runs --------
+
+STUBBORN = """\
+import json, signal, subprocess, sys
+signal.signal(signal.SIGTERM, lambda *_: print("term", flush=True))  # cleans up, goes on
+print("ready", flush=True)
+sys.stdin.read()  # runs until the test closes its stdin
+seen = subprocess.run(COMMAND + ["sem", "inspect", TARGET, "--json"], capture_output=True)
+print(json.loads(seen.stdout)["value"], flush=True)
+"""
+
+
+def signal_pending(pid: int, number: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+    return bool(pending >> (number - 1) & 1)
+
+
+def wait_delivered(pid: int, number: int) -> None:
+    while signal_pending(pid, number):
+        os.sched_yield()  # polling a condition: the kernel delivers it in microseconds
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sem hold: a second SIGTERM (COMMAND handled the first and goes on) makes hold "
+    "give the unit back and exit 143 while COMMAND still runs, orphaned",
+)
+def test_hold_gives_the_unit_back_only_once_command_is_gone(sem_target: str) -> None:
+    script = STUBBORN.replace("COMMAND", repr(command())).replace("TARGET", repr(sem_target))
+    argv = ["sem", "hold", sem_target, "--create", "--value", "1", "--", sys.executable, "-c"]
+    hold = subprocess.Popen(
+        command(*argv, script), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert hold.stdin is not None and hold.stdout is not None
+    try:
+        assert hold.stdout.readline() == "ready\n"
+        hold.send_signal(signal.SIGTERM)  # passed on to COMMAND, which goes on
+        assert hold.stdout.readline() == "term\n"
+        hold.send_signal(signal.SIGTERM)
+        wait_delivered(hold.pid, signal.SIGTERM)
+        hold.stdin.close()  # now COMMAND looks at the value, while it still runs
+        value_seen_by_command = hold.stdout.readline()
+        hold.wait(timeout=30)
+    finally:
+        if hold.poll() is None:
+            hold.kill()
+            hold.wait()
+    assert value_seen_by_command == "0\n"  # still held: COMMAND is running
+    assert sem_value(sem_target) == 1  # and given back once it ended
+
+
+# --- shm on a /dev/shm with no room: SIGBUS ----------------------------------------
+
+SMALL_SHM = """\
+mount -t tmpfs -o size=64k tmpfs /dev/shm || exit 99
+"$@"
+code=$?
+ls -A /dev/shm
+exit $code
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm send on a /dev/shm without room for the object: ftruncate makes it sparse, "
+    "the first write past the tmpfs's room is SIGBUS ('Bus error', exit 135), and the "
+    "object stays behind (its readers get SIGBUS too)",
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["blackboard", "stream"])
+def test_a_full_dev_shm_is_an_error_line_not_sigbus(ipctool_name: str, stream: bool) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs in a private mount namespace needs root")
+    argv = command("shm", "send", ipctool_name, *(["--stream"] if stream else []))
+    # The namespace's tmpfs, and anything left in it, goes when the namespace ends.
+    done = subprocess.run(
+        ["unshare", "--mount", "--", "sh", "-c", SMALL_SHM, "sh", *argv],
+        input=os.urandom(200_000),  # more than the 64 KiB tmpfs holds
+        capture_output=True,
+    )
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode in (1, 7), err
+    assert err.startswith("ipctool: shm: ") and err.count("\n") == 1, err
+    assert "internal error" not in err, err
+    assert done.stdout == b""  # nothing left in /dev/shm
+
+
+# --- shm --stream: a stream that exactly fills the ring -----------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shm send --stream: input of exactly the ring's capacity waits for room before it "
+    "reads the EOF, so the sender does not end once its last byte is in the ring",
+)
+def test_a_stream_that_exactly_fills_the_ring_lets_the_sender_end(shm_target: str) -> None:
+    capacity = 4096 - 256  # --size 4096 less the ring's header
+    payload = os.urandom(capacity)
+    # --timeout only bounds the bug's wait; a sender that ends at once never reaches it
+    sent = run("shm", "send", shm_target, "--stream", "--size", "4096", "--timeout", "2",
+               input=payload)  # fmt: skip
+    assert (sent.code, sent.err) == (0, "")
+    received = run("shm", "recv", shm_target, "--stream")
+    assert (received.code, received.stdout) == (0, payload)
