@@ -313,11 +313,6 @@ def wait_delivered(pid: int, number: int) -> None:
         os.sched_yield()  # polling a condition: the kernel delivers it in microseconds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sem hold: a second SIGTERM (COMMAND handled the first and goes on) makes hold "
-    "give the unit back and exit 143 while COMMAND still runs, orphaned",
-)
 def test_hold_gives_the_unit_back_only_once_command_is_gone(sem_target: str) -> None:
     script = STUBBORN.replace("COMMAND", repr(command())).replace("TARGET", repr(sem_target))
     argv = ["sem", "hold", sem_target, "--create", "--value", "1", "--", sys.executable, "-c"]
