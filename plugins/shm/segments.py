@@ -53,14 +53,21 @@ class Segment:
         return ctypes.addressof(ctypes.c_char.from_buffer(self.handle[0]))
 
     def close(self) -> None:
-        self.view.release()
+        # An error on its way out (a timeout, Ctrl-C, a gone peer) may still hold
+        # views of the memory in its traceback's frames: then the view and the
+        # mapping stay until that is dropped, or the process ends and the kernel
+        # unmaps them (a BufferError here would turn every early end into an
+        # internal error).
+        with contextlib.suppress(BufferError):
+            self.view.release()
         if self.kind == "sysv":
             with contextlib.suppress(sysv_ipc.Error):
                 self.handle.detach()
             return
         mapping, fd, _ = self.handle
         if mapping is not None:
-            mapping.close()
+            with contextlib.suppress(BufferError):
+                mapping.close()
         os.close(fd)
 
     def remove(self) -> None:
