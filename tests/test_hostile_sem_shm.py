@@ -92,12 +92,6 @@ def post_then_signal(
 # --- sem: a unit taken as SIGTERM or SIGHUP lands is lost --------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sem recv: SIGTERM/SIGHUP landing as the unit is taken ends recv with 143/129 "
-    "and the unit gone (only Ctrl-C is deferred and given back); README: only exit 0 "
-    "takes anything",
-)
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 def test_recv_ended_by_sigterm_as_the_unit_arrives_keeps_nothing(
     sem_target: str, number: int, compile_peer: Callable[..., Path]
@@ -118,11 +112,6 @@ def test_recv_ended_by_sigterm_as_the_unit_arrives_keeps_nothing(
     assert lost == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sem hold (POSIX): SIGTERM landing as the unit is taken ends hold with 143 "
-    "before COMMAND runs and the unit is never given back",
-)
 def test_hold_ended_by_sigterm_as_the_unit_arrives_gives_it_back(
     sem_name: str, compile_peer: Callable[..., Path]
 ) -> None:

@@ -161,7 +161,7 @@ def take_one(sem: Any, where: IpcTarget, nowait: bool, timeout: float | None, un
         with interrupts_deferred():
             wait_for(lambda: sem.take(1, undo), timeout=timeout, obj=where.label, signaled=signaled)
             taken = True
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM/SIGHUP (Ended)
         if taken:
             sem.post(1, undo)
         raise
