@@ -192,11 +192,6 @@ def test_posix_stream_recv_reader_gone_is_141(shm_name: str) -> None:
 # --- shm blackboard and stream: stdin that is a directory, or never ends ------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shm send ignores the launcher's IPCTOOL_STDIN_DIRECTORY: '< /tmp' is exit 0 and "
-    "the blackboard's data is replaced by nothing (trailer end 0)",
-)
 def test_a_directory_as_stdin_of_shm_send_changes_nothing(tmp_path: Path, shm_target: str) -> None:
     assert run("shm", "send", shm_target, "--data", "keep me").code == 0
     directory = os.open(tmp_path, os.O_RDONLY)
@@ -237,11 +232,6 @@ def limited_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shm send (blackboard) reads all of stdin before checking the size: /dev/zero "
-    "into a 4 KiB segment runs out of memory (MemoryError, exit 1) instead of exit 7",
-)
 def test_endless_stdin_into_an_existing_segment_is_too_large(shm_target: str) -> None:
     assert run("shm", "send", shm_target, "--size", "4096", "--data", "kept").code == 0
     with open("/dev/zero", "rb") as zero:

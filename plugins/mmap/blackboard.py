@@ -14,15 +14,12 @@ from ipctool_plugins.shm import board
 
 
 def read_input(data: str | None) -> bytes:
+    """--data, or stdin through the core's reader (a directory as stdin is an error)."""
     if data is not None:
         return os.fsencode(data)  # bytes as typed, even non-UTF-8
-    chunks = []
-    try:
-        while chunk := os.read(0, 1 << 20):
-            chunks.append(chunk)
-    except OSError as err:
-        raise from_os_error("stdin", err) from None
-    return b"".join(chunks)
+    from ipctool.streams import read_all
+
+    return read_all()
 
 
 def check_offset(path: str, offset: int, size: int) -> None:

@@ -17,6 +17,7 @@ from ipctool.api import (
     IpcTarget,
     Mode,
     NotFound,
+    PermissionDenied,
     ReadyFd,
     TimeoutOption,
     TooLarge,
@@ -83,18 +84,30 @@ def resolve(target: str | None, segment_id: int | None) -> IpcTarget:
     return parse_ipc_target(target, segment_id)
 
 
-def read_input(data: str | None) -> bytes:
+def read_input(data: str | None, limit: int | None = None) -> bytes:
+    """--data, or stdin through the core's reader (a directory as stdin is an
+    error). With a limit, reading stops once more than `limit` bytes came: an
+    endless stdin into an existing segment is refused, not held in memory."""
     if data is not None:
         return os.fsencode(data)  # bytes as typed, even non-UTF-8
-    from ipctool.api import from_os_error
+    from ipctool.streams import read_all
 
-    chunks = []
+    return read_all(limit=limit)
+
+
+def existing_room(where: IpcTarget, offset: int, cstring: bool) -> int | None:
+    """How much fits in the segment the target names, or None if there is none
+    (a new one is made to fit)."""
+    from ipctool_plugins.shm import board, segments
+
     try:
-        while chunk := os.read(0, 1 << 20):
-            chunks.append(chunk)
-    except OSError as err:
-        raise from_os_error("stdin", err) from None
-    return b"".join(chunks)
+        segment = segments.open_segment(where, readonly=True)
+    except (NotFound, PermissionDenied):
+        return None  # write_board says so, after the read, as before
+    try:
+        return board.room(segment.size, offset, cstring)
+    finally:
+        segment.close()
 
 
 def check_offset(label: str, offset: int, size: int) -> None:
@@ -148,7 +161,7 @@ def send(
         reject_blackboard_options(offset, cstring, data)
         stream_send(where, size, mode, timeout, keep, ready_fd)
         return
-    payload = read_input(data)
+    payload = read_input(data, None if data is not None else existing_room(where, offset, cstring))
     write_board(where, payload, offset, size, cstring, mode)
 
 
