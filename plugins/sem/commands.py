@@ -325,21 +325,21 @@ def run_command(command: list[str]) -> int:
         if child is None:
             sys.stderr.write(IpcError(command[0], "command not found").line("sem") + "\n")
             return 127
-        code = child.wait()
+        with HeldSignals(forward_to=child) as held:  # each passed on, none ends the wait
+            code = child.wait()
+        held.raise_first()
     except OSError as err:
         reason = (err.strerror or str(err)).lower()
         sys.stderr.write(IpcError(command[0], reason).line("sem") + "\n")
         return 126
-    except BaseException as stop:  # Ctrl-C, SIGTERM, SIGHUP: pass it on, wait for the end
+    except BaseException as stop:  # Ctrl-C, SIGTERM, SIGHUP while it started: pass it on
         if child is not None:
             number = signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM
             if isinstance(stop, SystemExit) and isinstance(stop.code, int) and stop.code > 128:
                 number = signal.Signals(stop.code - 128)
             if child.poll() is None:
                 child.send_signal(number)
-            from ipctool.api import interrupts_deferred
-
-            with interrupts_deferred():
+            with HeldSignals(forward_to=child):
                 child.wait()
         raise
     return 128 - code if code < 0 else code
@@ -356,16 +356,20 @@ def start(command: list[str]) -> Any:
 
 
 class HeldSignals:
-    """Ctrl-C, SIGTERM and SIGHUP held while a child starts: one that lands inside
-    subprocess.Popen would otherwise end hold with the child running and unknown.
-    At the end, the first that came is raised, as its handler would have."""
+    """Ctrl-C, SIGTERM and SIGHUP held while a child starts (one that lands inside
+    subprocess.Popen would otherwise end hold with the child running and unknown)
+    or, with forward_to, while hold waits for it: each is passed on to the child
+    at once and none ends the wait, so the unit goes back only once COMMAND is
+    gone, however many come. At the end, the first that came is raised, as its
+    handler would have."""
 
-    ENDING = ("SIGTERM", "SIGHUP")
+    ENDING = ("SIGINT", "SIGTERM", "SIGHUP")
 
-    def __enter__(self) -> None:
+    def __init__(self, forward_to: Any = None) -> None:
+        self.child = forward_to
+
+    def __enter__(self) -> "HeldSignals":
         import signal
-
-        from ipctool.api import interrupts_deferred
 
         self.came: list[int] = []
         self.previous: dict[int, Any] = {}
@@ -374,17 +378,26 @@ class HeldSignals:
             handler = signal.getsignal(number)
             if callable(handler):  # the verb's own unwinding (ignored ones stay ignored)
                 self.previous[number] = signal.signal(number, self._record)
-        self.deferred = interrupts_deferred()
-        self.deferred.__enter__()
+        return self
 
     def _record(self, number: int, frame: object) -> None:
         self.came.append(number)
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(number)
+
+    def raise_first(self) -> None:
+        """The first signal that came, raised as its own handler would have."""
+        import signal
+
+        if self.came and self.came[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.came:
+            raise SystemExit(128 + self.came[0])
 
     def __exit__(self, *exc: object) -> None:
         import signal
 
         for number, handler in self.previous.items():
             signal.signal(number, handler)
-        self.deferred.__exit__(*exc)  # raises KeyboardInterrupt if Ctrl-C came
-        if self.came and exc[0] is None:
-            raise SystemExit(128 + self.came[0])
+        if exc[0] is None and self.child is None:
+            self.raise_first()
