@@ -107,7 +107,8 @@ def send(
             )
         stream_side(path, size, mode, timeout, keep, ready_fd, sending=True)
         return
-    from ipctool_plugins.mmap.blackboard import read_input, write_board
+    from ipctool_plugins.mmap.blackboard import write_board
+    from ipctool_plugins.shm.board import read_input
 
     write_board(path, read_input(data), offset, size, cstring, mode, sync)
 

@@ -20,6 +20,7 @@ trailer (and voids ipctool's old trailer), for C readers that use %s.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 
@@ -91,3 +92,82 @@ def hex_dump(data: bytes, start: int = 0) -> Iterator[str]:
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
         yield f"{start + at:08x}  {left:<23}  {right:<23}  |{text}|"
     yield f"{start + len(data):08x}"
+
+
+# --- what the shm and mmap verbs share around the layout ------------------------
+
+
+def read_input(data: str | None, limit: int | None = None) -> bytes:
+    """--data, or stdin through the core's reader (a directory as stdin is an
+    error). With a limit, reading stops once more than `limit` bytes came: an
+    endless stdin into an existing object is refused, not held in memory."""
+    if data is not None:
+        return os.fsencode(data)  # bytes as typed, even non-UTF-8
+    from ipctool.streams import read_all
+
+    return read_all(limit=limit)
+
+
+def check_offset(label: str, offset: int, size: int, noun: str) -> None:
+    """An offset past the end of the segment or file (`noun`) is a usage error."""
+    from ipctool.api import UsageError
+
+    if offset > size:
+        raise UsageError(label, f"offset {offset} is past the {noun}'s end ({size} bytes)")
+
+
+def too_large(
+    label: str, length: int, offset: int, size: int, cstring: bool, noun: str, note: str = ""
+) -> BaseException:
+    """The exit-7 error for data that does not fit; `note` adds the object's rule."""
+    from ipctool.api import TooLarge
+
+    fits = room(size, offset, cstring)
+    mark = "a NUL" if cstring else f"the {TRAILER_SIZE}-byte end trailer"
+    return TooLarge(
+        label,
+        f"{length} bytes at offset {offset} do not fit a {size}-byte {noun} "
+        f"({fits} fit there with {mark}); nothing written{note}",
+    )
+
+
+def print_content(
+    label: str,
+    view: memoryview,
+    offset: int,
+    length: int | None,
+    as_hex: bool,
+    ready_fd: int | None,
+    noun: str,
+) -> None:
+    """recv's blackboard output: the data from `offset` (see content()), raw or
+    as a hex dump, once the range is checked and readiness announced."""
+    from ipctool.api import UsageError, announce_ready
+
+    size = len(view)
+    check_offset(label, offset, size, noun)
+    if length is not None and offset + length > size:
+        raise UsageError(
+            label, f"{length} bytes at offset {offset} run past the {noun}'s end ({size} bytes)"
+        )
+    announce_ready(label, ready_fd)
+    data = content(view, offset, length)
+    if as_hex:
+        text = "\n".join(hex_dump(bytes(data), offset)) + "\n"
+        write_out(memoryview(text.encode()))
+    else:
+        write_out(data)
+    data.release()
+
+
+def write_out(view: memoryview) -> None:
+    """All of it to stdout; our reader gone is the quiet 141."""
+    from ipctool.api import StdoutClosed, from_os_error
+
+    while view:
+        try:
+            view = view[os.write(1, view) :]
+        except BrokenPipeError:
+            raise StdoutClosed from None
+        except OSError as err:
+            raise from_os_error("stdout", err) from None

@@ -6,7 +6,6 @@ the core's, from objects.ShmSource.
 No `from __future__ import annotations` here: typer reads these annotations.
 """
 
-import os
 from typing import Annotated
 
 import typer
@@ -20,7 +19,6 @@ from ipctool.api import (
     PermissionDenied,
     ReadyFd,
     TimeoutOption,
-    TooLarge,
     UsageError,
     new_app,
     parse_ipc_target,
@@ -80,19 +78,11 @@ Keep = Annotated[
 ]
 
 
+SEGMENT = "segment"  # the noun in board's error lines
+
+
 def resolve(target: str | None, segment_id: int | None) -> IpcTarget:
     return parse_ipc_target(target, segment_id)
-
-
-def read_input(data: str | None, limit: int | None = None) -> bytes:
-    """--data, or stdin through the core's reader (a directory as stdin is an
-    error). With a limit, reading stops once more than `limit` bytes came: an
-    endless stdin into an existing segment is refused, not held in memory."""
-    if data is not None:
-        return os.fsencode(data)  # bytes as typed, even non-UTF-8
-    from ipctool.streams import read_all
-
-    return read_all(limit=limit)
 
 
 def existing_room(where: IpcTarget, offset: int, cstring: bool) -> int | None:
@@ -108,23 +98,6 @@ def existing_room(where: IpcTarget, offset: int, cstring: bool) -> int | None:
         return board.room(segment.size, offset, cstring)
     finally:
         segment.close()
-
-
-def check_offset(label: str, offset: int, size: int) -> None:
-    if offset > size:
-        raise UsageError(label, f"offset {offset} is past the segment's end ({size} bytes)")
-
-
-def too_large(label: str, length: int, offset: int, size: int, cstring: bool) -> TooLarge:
-    from ipctool_plugins.shm import board
-
-    fits = board.room(size, offset, cstring)
-    mark = "a NUL" if cstring else f"the {board.TRAILER_SIZE}-byte end trailer"
-    return TooLarge(
-        label,
-        f"{length} bytes at offset {offset} do not fit a {size}-byte segment "
-        f"({fits} fit there with {mark}); nothing written",
-    )
 
 
 @app.command()
@@ -161,8 +134,10 @@ def send(
         reject_blackboard_options(offset, cstring, data)
         stream_send(where, size, mode, timeout, keep, ready_fd)
         return
-    payload = read_input(data, None if data is not None else existing_room(where, offset, cstring))
-    write_board(where, payload, offset, size, cstring, mode)
+    from ipctool_plugins.shm import board
+
+    limit = None if data is not None else existing_room(where, offset, cstring)
+    write_board(where, board.read_input(data, limit), offset, size, cstring, mode)
 
 
 def reject_blackboard_options(offset: int, cstring: bool, data: str | None) -> None:
@@ -185,16 +160,20 @@ def write_board(
             raise
         new_size = needed if size is None else size
         if needed > new_size:
-            raise too_large(where.label, len(payload), offset, new_size, cstring) from None
+            raise board.too_large(
+                where.label, len(payload), offset, new_size, cstring, SEGMENT
+            ) from None
         segment = segments.open_or_create(where, new_size, mode)
     try:
         if size is not None and not segment.created and size != segment.size:
             raise UsageError(
                 where.label, f"exists with {segment.size} bytes; --size is for new ones"
             )
-        check_offset(where.label, offset, segment.size)
+        board.check_offset(where.label, offset, segment.size, SEGMENT)
         if needed > segment.size:
-            raise too_large(where.label, len(payload), offset, segment.size, cstring)
+            raise board.too_large(
+                where.label, len(payload), offset, segment.size, cstring, SEGMENT
+            )
         board.write(segment.view, offset, payload, cstring)
     finally:
         segment.close()
@@ -248,35 +227,6 @@ def read_board(
 
     segment = segments.open_segment(where, readonly=True)
     try:
-        check_offset(where.label, offset, segment.size)
-        if length is not None and offset + length > segment.size:
-            raise UsageError(
-                where.label,
-                f"{length} bytes at offset {offset} run past the segment's end "
-                f"({segment.size} bytes)",
-            )
-        from ipctool.api import announce_ready
-
-        announce_ready(where.label, ready_fd)
-        data = board.content(segment.view, offset, length)
-        if hex_dump:
-            text = "\n".join(board.hex_dump(bytes(data), offset)) + "\n"
-            write_out(memoryview(text.encode()))
-        else:
-            write_out(data)
-        data.release()
+        board.print_content(where.label, segment.view, offset, length, hex_dump, ready_fd, SEGMENT)
     finally:
         segment.close()
-
-
-def write_out(view: memoryview) -> None:
-    """All of it to stdout; our reader gone is the quiet 141."""
-    from ipctool.api import StdoutClosed, from_os_error
-
-    while view:
-        try:
-            view = view[os.write(1, view) :]
-        except BrokenPipeError:
-            raise StdoutClosed from None
-        except OSError as err:
-            raise from_os_error("stdout", err) from None
