@@ -111,7 +111,6 @@ _LAZY = {
     **dict.fromkeys(
         [
             "ExitCode",
-            "Inbox",
             "IpcError",
             "NotFound",
             "PermissionDenied",
