@@ -71,6 +71,7 @@ if TYPE_CHECKING:
         Framing,
         RecordWriter,
         framing_from_flags,
+        require_stdio,
     )
     from ipctool.system import (
         iso_time,
@@ -173,6 +174,7 @@ _LAZY = {
             "Framing",
             "RecordWriter",
             "framing_from_flags",
+            "require_stdio",
         ],
         "ipctool.streams",
     ),
@@ -291,6 +293,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "recv_framing",
     "relay",
     "removal_errors",
+    "require_stdio",
     "retry_until",
     "send_messages",
     "signed_key",

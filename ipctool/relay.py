@@ -30,6 +30,7 @@ import stat
 from collections.abc import Callable
 
 from ipctool.errors import IpcError, StdoutClosed, from_os_error
+from ipctool.streams import require_stdio
 from ipctool.waiting import Deadline, wait_fds
 
 CHUNK = 1 << 20
@@ -53,6 +54,8 @@ class _End:
     def __init__(self, fd: int, name: str | None) -> None:
         self.fd = fd
         self.name = name
+        if fd == STDIN:
+            require_stdio(fd)  # a directory the launcher replaced reads as EOF: refuse it
         try:
             mode = os.fstat(fd).st_mode
         except OSError as err:  # e.g. stdin closed (<&-)

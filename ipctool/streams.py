@@ -68,6 +68,18 @@ def _read(fd: int, size: int) -> bytes:
         raise from_os_error("stdin", err) from None
 
 
+def require_stdio(fd: int) -> None:
+    """stdin (0) or stdout (1) can be used: called by a streaming verb before it
+    makes or opens anything, so a closed stream or a directory as stdin (which the
+    launcher replaced by /dev/null) changes nothing and sends no empty stream."""
+    if fd == STDIN and _stdin_is_a_directory():
+        raise from_os_error("stdin", IsADirectoryError(errno.EISDIR, "Is a directory"))
+    try:
+        os.fstat(fd)
+    except OSError as err:  # closed (<&- or >&-)
+        raise from_os_error("stdin" if fd == STDIN else "stdout", err) from None
+
+
 def stdin_error(code: int) -> BaseException:
     """A failed read of stdin (errno `code`), named as _read names it."""
     return from_os_error("stdin", OSError(code, os.strerror(code)))

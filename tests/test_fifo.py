@@ -498,3 +498,20 @@ def test_a_reader_that_leaves_after_taking_everything_is_no_error(fifo_path: str
         os.close(fd)  # at once, as the lecture's reader does
         err = proc.stderr.read()
         assert (proc.wait(timeout=10), got, err) == (0, data, b"")
+
+
+def test_a_directory_as_stdin_sends_no_empty_stream(tmp_path: Path, fifo_path: str) -> None:
+    """The launcher puts /dev/null in place of a directory stdin; a reader of an
+    EOF there would see an empty stream, and a FIFO would be made for nothing."""
+    installed = Path(sys.executable).with_name("ipctool")
+    directory = os.open(tmp_path, os.O_RDONLY)
+    try:
+        sent = subprocess.run(
+            [str(installed), "fifo", "send", fifo_path, "--timeout", "1"],
+            stdin=directory,
+            capture_output=True,
+        )
+    finally:
+        os.close(directory)
+    assert (sent.returncode, sent.stderr) == (2, b"ipctool: fifo: stdin: is a directory\n")
+    assert not os.path.lexists(fifo_path)

@@ -205,11 +205,6 @@ def test_a_directory_as_stdin_of_shm_send_changes_nothing(tmp_path: Path, shm_ta
     assert run("shm", "recv", shm_target).stdout == b"keep me"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shm send --stream with a directory as stdin (launcher) sends an empty stream, "
-    "exit 0, and leaves a 4 MiB ring behind",
-)
 def test_a_directory_as_stdin_of_shm_stream_send_makes_nothing(
     tmp_path: Path, shm_target: str
 ) -> None:

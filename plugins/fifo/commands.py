@@ -28,6 +28,7 @@ from ipctool.api import (
     from_os_error,
     new_app,
     relay,
+    require_stdio,
     retry_until,
     wait_fd,
 )
@@ -181,7 +182,7 @@ def send(
       ipctool fifo send /tmp/x.fifo --data 'hello'
     """
     if data is None:
-        require_open(0, "stdin")  # before anything is made: a closed stdin has no data
+        require_stdio(0)  # before anything is made: a closed stdin has no data
     with fifo_at(path, mode, keep) as fifo:
         announce_ready(fifo.path, ready_fd)
         fd = retry_until(lambda: fifo.open(os.O_WRONLY), timeout=timeout, obj=path)
@@ -195,13 +196,6 @@ def send(
 
 
 READER_GONE = "the reader closed the FIFO"
-
-
-def require_open(fd: int, name: str) -> None:
-    try:
-        os.fstat(fd)
-    except OSError as err:
-        raise from_os_error(name, err) from None
 
 
 def write_data(fd: int, data: bytes, path: str, timeout: float | None) -> None:
@@ -236,7 +230,7 @@ def recv(
       ipctool fifo recv /tmp/jobs.fifo > out
       ipctool fifo recv /tmp/jobs.fifo --timeout 10 | tar x
     """
-    require_open(1, "stdout")  # before anything is made: nowhere to write to
+    require_stdio(1)  # before anything is made: nowhere to write to
     with fifo_at(path, mode, keep) as fifo:
         fd = fifo.open(os.O_RDONLY)
         assert fd is not None  # a reader's open never waits

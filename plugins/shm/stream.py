@@ -90,13 +90,10 @@ def run_side(
 ) -> None:
     """One side of a stream over the ring `opener` maps (creating its memory if
     missing: then the ring's made_for_stream is set, and only then is it removed)."""
-    from ipctool.api import from_os_error
+    from ipctool.api import require_stdio
 
     fd = 0 if sending else 1
-    try:
-        os.fstat(fd)
-    except OSError as err:  # closed: before anything is made
-        raise from_os_error("stdin" if sending else "stdout", err) from None
+    require_stdio(fd)  # closed, or a directory as stdin: before anything is made
     segment, the_ring = opener()
     try:
         the_ring.claim(sending)
