@@ -334,11 +334,6 @@ def test_a_full_dev_shm_is_an_error_line_not_sigbus(ipctool_name: str, stream: b
 # --- shm --stream: a stream that exactly fills the ring -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shm send --stream: input of exactly the ring's capacity waits for room before it "
-    "reads the EOF, so the sender does not end once its last byte is in the ring",
-)
 def test_a_stream_that_exactly_fills_the_ring_lets_the_sender_end(shm_target: str) -> None:
     capacity = 4096 - 256  # --size 4096 less the ring's header
     payload = os.urandom(capacity)
@@ -346,5 +341,31 @@ def test_a_stream_that_exactly_fills_the_ring_lets_the_sender_end(shm_target: st
     sent = run("shm", "send", shm_target, "--stream", "--size", "4096", "--timeout", "2",
                input=payload)  # fmt: skip
     assert (sent.code, sent.err) == (0, "")
+    received = run("shm", "recv", shm_target, "--stream")
+    assert (received.code, received.stdout) == (0, payload)
+
+
+def test_a_sender_waiting_on_a_full_ring_ends_when_its_input_does(shm_target: str) -> None:
+    capacity = 4096 - 256
+    payload = os.urandom(capacity)
+    sender = subprocess.Popen(
+        command("shm", "send", shm_target, "--stream", "--size", "4096"),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert sender.stdin is not None
+    try:
+        sender.stdin.write(payload)
+        sender.stdin.flush()
+        wait_until_blocked(sender.pid)  # the ring is full, the input still open
+        sender.stdin.close()  # now the input ends: the whole stream is in the ring
+        sender.wait(timeout=20)  # a bound on the bug's wait, not a speed
+        assert sender.stderr is not None
+        err = sender.stderr.read()
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+    assert (sender.returncode, err) == (0, b"")
     received = run("shm", "recv", shm_target, "--stream")
     assert (received.code, received.stdout) == (0, payload)

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import struct
+from collections.abc import Callable
 
 from ipctool.api import Deadline, IpcError, Refused, UsageError, pid_alive
 
@@ -43,6 +45,7 @@ HEADER_SIZE = 256
 NONE, RUNNING, DONE, STOPPED = 0, 1, 2, 3
 WAIT_SLICE = 0.1  # seconds between looks at the peer's pid while waiting
 CHUNK = 1 << 20  # most bytes moved by one read or write (progress is published per chunk)
+HELD_READ = 1 << 16  # most bytes read while the ring is full (they wait for room)
 FUTEX_WAIT, FUTEX_WAKE = 0, 1
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "riscv64": 98}
 U64, U32 = ctypes.c_uint64, ctypes.c_uint32
@@ -219,8 +222,11 @@ class Ring:
                 self._sleep(True, seen, deadline)
             h.receiver_sleeping = 0
 
-    def wait_room(self, head: int, deadline: Deadline) -> int:
-        """Bytes free for the sender at `head`, waiting for some."""
+    def wait_room(
+        self, head: int, deadline: Deadline, input_waiting: Callable[[], bool] | None = None
+    ) -> int:
+        """Bytes free for the sender at `head`, waiting for some; 0 if the ring is
+        full and `input_waiting()` says the input has something (data or its end)."""
         h = self.header
         while True:
             free = self.capacity - (head - h.tail)
@@ -229,6 +235,8 @@ class Ring:
                     self.check_peer(receiver=False)
                 return int(free)
             self.check_peer(receiver=False)
+            if input_waiting is not None and input_waiting():
+                return 0
             seen = h.to_sender
             h.sender_sleeping = 1
             if head - h.tail == self.capacity and h.receiver_state in (NONE, RUNNING):
@@ -238,17 +246,33 @@ class Ring:
     # -- the two loops --------------------------------------------------------------
 
     def send_from(self, fd: int, timeout: float | None) -> int:
-        """Copy fd (to its EOF) into the ring; returns the bytes sent."""
+        """Copy fd (to its EOF) into the ring; returns the bytes sent.
+
+        Input is read straight into the ring. While the ring is full, the input
+        is looked at too: its end, once the last byte is in the ring, must end
+        the sender now (as a pipe's writer ends), not when a receiver makes room.
+        What such a look reads waits in `held` for room."""
         h, data, capacity = self.header, self.data, self.capacity
         deadline = Deadline(timeout)
         head = int(h.head)
+        held = memoryview(b"")
         while True:
-            free = self.wait_room(head, deadline)
+            free = self.wait_room(head, deadline, None if held else lambda: readable(fd))
+            if not free:
+                held = memoryview(os.read(fd, HELD_READ))
+                if not held:
+                    return head
+                continue
             at = head % capacity
             size = min(free, capacity - at, CHUNK)
-            got = os.readv(fd, [data[at : at + size]])
-            if not got:
-                return head
+            if held:
+                got = min(size, len(held))
+                data[at : at + got] = held[:got]
+                held = held[got:]
+            else:
+                got = os.readv(fd, [data[at : at + size]])
+                if not got:
+                    return head
             head += got
             h.head = head
             self.notify(receiver=True)
@@ -269,6 +293,13 @@ class Ring:
             h.tail = tail
             self.notify(receiver=False)
             deadline.restart()
+
+
+def readable(fd: int) -> bool:
+    """fd has data or its end to read now (a regular file always has)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def write_some(fd: int, view: memoryview) -> int:
