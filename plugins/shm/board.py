@@ -60,6 +60,13 @@ def room(size: int, offset: int, cstring: bool) -> int:
     return max(0, size - offset - (1 if cstring else TRAILER_SIZE))
 
 
+def spans_written(size: int, offset: int, length: int, cstring: bool) -> list[tuple[int, int]]:
+    """(start, length) of what write() changes in a segment of `size` bytes."""
+    if cstring:
+        return [(offset, length + 1)]
+    return [(offset, length), (size - TRAILER_SIZE, TRAILER_SIZE)]
+
+
 def write(view: memoryview, offset: int, data: bytes, cstring: bool) -> None:
     """Write data at offset and mark its end (the caller checked that it fits)."""
     end = offset + len(data)

@@ -174,6 +174,8 @@ def write_board(
             raise board.too_large(
                 where.label, len(payload), offset, segment.size, cstring, SEGMENT
             )
+        for start, length in board.spans_written(segment.size, offset, len(payload), cstring):
+            segment.reserve(start, length)
         board.write(segment.view, offset, payload, cstring)
     finally:
         segment.close()

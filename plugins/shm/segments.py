@@ -70,6 +70,18 @@ class Segment:
                 mapping.close()
         os.close(fd)
 
+    def reserve(self, offset: int, length: int) -> None:
+        """Make sure a POSIX object's pages for these bytes exist before we write
+        them: another program may have sized it sparse (ftruncate), and a page a
+        full /dev/shm cannot give is SIGBUS at the write. SysV segments are not
+        on /dev/shm's tmpfs; only the kernel's shm limits bound them."""
+        if self.kind == "sysv" or not length:
+            return
+        try:
+            os.posix_fallocate(self.handle[1], offset, length)
+        except OSError as err:
+            raise no_room(self.label, length, err) from None
+
     def remove(self) -> None:
         """Remove the segment (attached processes keep it until they detach)."""
         if self.kind == "sysv":
@@ -168,14 +180,34 @@ def open_posix(name: str, readonly: bool) -> Segment:
     return map_posix(name, shm.fd, readonly)
 
 
+def no_room(name: str, size: int, err: OSError) -> Exception:
+    if err.errno in (errno.ENOSPC, errno.EFBIG, errno.ENOMEM):
+        return TooLarge(name, f"{size} bytes: no room for them in /dev/shm")
+    return from_os_error(name, err)
+
+
 def create_posix(name: str, size: int, mode: int) -> Segment | None:
+    """A new object of `size` bytes, or None if one with the name exists.
+
+    Sized by posix_fallocate, not ftruncate: that reserves its pages, so a full
+    /dev/shm is an error line here instead of SIGBUS at the first write to a
+    page tmpfs cannot give (for us and for every process that maps it). It also
+    sets the size only once the pages are there, so a peer finds size 0 (and
+    waits) or all of it."""
     try:
-        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode, size)
+        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode, 0)
     except posix_ipc.ExistentialError:
         return None
     except (posix_ipc.Error, OSError, ValueError) as err:
         raise posix_error(name, err) from None
-    os.fchmod(shm.fd, mode)  # shm_open applied the umask; --mode means exactly this mode
+    try:
+        os.fchmod(shm.fd, mode)  # shm_open applied the umask; --mode means exactly this mode
+        os.posix_fallocate(shm.fd, 0, size)
+    except OSError as err:
+        os.close(shm.fd)
+        with contextlib.suppress(posix_ipc.Error):
+            posix_ipc.unlink_shared_memory(name)
+        raise no_room(name, size, err) from None
     segment = map_posix(name, shm.fd, readonly=False)
     segment.created = True
     return segment

@@ -41,6 +41,7 @@ F_SETPIPE_SZ = 1031
 def open_ring(where: IpcTarget, size: int | None, mode: int) -> tuple[Mapped, Ring]:
     segment = sized_segment(where, size or DEFAULT_SIZE, mode)
     try:
+        segment.reserve(0, segment.size)  # one a C program sized sparse
         return segment, Ring(segment.view, segment.address, where.label, segment.created)
     except BaseException:
         if segment.created:
