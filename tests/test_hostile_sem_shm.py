@@ -394,3 +394,60 @@ def test_a_sparse_object_on_a_full_dev_shm_is_an_error_line_not_sigbus(
         "1048576" if stream else "200000"
     ) + " bytes: no room for them in /dev/shm\n"
     assert done.stdout.split()[0] == b"0"  # not a page of it taken
+
+
+# --- shm --stream: the ring removed before the peer came ----------------------------
+
+
+@pytest.mark.parametrize("sending", [False, True], ids=["receiver", "sender"])
+def test_a_ring_removed_before_its_peer_came_ends_the_wait(
+    shm_target: str, sending: bool
+) -> None:
+    """Nobody can join a ring whose segment was removed (ipcrm, shm clean --force):
+    the side waiting for its peer must end (exit 3), not wait out --timeout."""
+    verb = "send" if sending else "recv"
+    side = start_receiver(
+        "shm", verb, shm_target, "--stream", "--size", "4096",
+        stdin=subprocess.PIPE if sending else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    ).process  # fmt: skip
+    try:
+        if sending:
+            assert side.stdin is not None
+            side.stdin.write(os.urandom(8192))  # more than the ring holds: it waits for room
+            side.stdin.flush()
+        wait_until_blocked(side.pid)
+        if shm_target.startswith("/"):
+            shm_testing.remove_posix(shm_target)
+        else:
+            subprocess.run(["ipcrm", "-M", shm_target], check=True)
+        side.wait(timeout=30)  # a bound on the bug's wait, not a speed
+    finally:
+        if side.poll() is None:
+            side.kill()
+            side.wait()
+    assert side.stderr is not None
+    err = side.stderr.read().decode()
+    role = "receiver" if sending else "sender"
+    expected = f"ipctool: shm: {shm_target}: was removed before a {role} came\n"
+    assert (side.returncode, err) == (3, expected)
+
+
+def test_a_file_ring_removed_before_its_sender_came_ends_the_wait(tmp_path: Path) -> None:
+    path = tmp_path / "ring"
+    receiver = start_receiver(
+        "mmap", "recv", str(path), "--stream", "--size", "4096",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    ).process  # fmt: skip
+    try:
+        wait_until_blocked(receiver.pid)
+        path.unlink()
+        receiver.wait(timeout=30)  # a bound on the bug's wait, not a speed
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    assert receiver.stderr is not None
+    err = receiver.stderr.read().decode()
+    expected = f"ipctool: mmap: {path}: was removed before a sender came\n"
+    assert (receiver.returncode, err) == (3, expected)

@@ -239,6 +239,14 @@ class MappedFile:
                 self.mapping.close()
         os.close(self.fd)
 
+    def still_there(self) -> bool:
+        """The path still names this file."""
+        try:
+            st = os.lstat(self.label)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.identity
+
     def remove(self) -> None:
         """Unlink the path if it still names this file (not one put there since)."""
         try:

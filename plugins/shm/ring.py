@@ -37,7 +37,7 @@ import select
 import struct
 from collections.abc import Callable
 
-from ipctool.api import Deadline, IpcError, Refused, UsageError, pid_alive
+from ipctool.api import Deadline, IpcError, NotFound, Refused, UsageError, pid_alive
 
 MAGIC = int.from_bytes(b"ipcring1", "little")
 VERSION = 1
@@ -132,6 +132,9 @@ class Ring:
         self.to_receiver = address + Header.to_receiver.offset
         self.to_sender = address + Header.to_sender.offset
         self.capacity = int(self.header.capacity)
+        # Whether the memory can still be found by its name: a peer yet to come
+        # cannot join a ring that was removed (its opener sets this).
+        self.still_there: Callable[[], bool] | None = None
 
     @property
     def made_for_stream(self) -> bool:
@@ -203,6 +206,8 @@ class Ring:
             role, state, pid = "receiver", h.receiver_state, h.receiver_pid
         if state == STOPPED:
             raise IpcError(self.label, f"the {role} (pid {pid}) stopped before the end")
+        if state == NONE and self.still_there is not None and not self.still_there():
+            raise NotFound(self.label, f"was removed before a {role} came")
         if state == RUNNING and not pid_alive(pid):
             raise IpcError(self.label, f"the {role} (pid {pid}) is gone before the end")
 

@@ -29,6 +29,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
 _libc.shmget.restype = ctypes.c_int
 IPC_CREAT, IPC_EXCL = 0o1000, 0o2000
+SHM_DEST = 0o1000  # in shm_perm.mode: marked for removal (IPC_RMID while attached)
 
 
 class Segment:
@@ -81,6 +82,16 @@ class Segment:
             os.posix_fallocate(self.handle[1], offset, length)
         except OSError as err:
             raise no_room(self.label, length, err) from None
+
+    def still_there(self) -> bool:
+        """Another process can still find it: a SysV segment not marked for
+        removal, a POSIX name that still names this object."""
+        try:
+            if self.kind == "sysv":
+                return not self.handle.mode & SHM_DEST
+            return os.stat("/dev/shm" + self.label).st_ino == self.handle[2]
+        except (OSError, sysv_ipc.Error):
+            return False
 
     def remove(self) -> None:
         """Remove the segment (attached processes keep it until they detach)."""

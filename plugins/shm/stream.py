@@ -33,6 +33,8 @@ class Mapped(Protocol):
 
     def remove(self) -> None: ...
 
+    def still_there(self) -> bool: ...
+
 DEFAULT_SIZE = 4 << 20
 SIZING_WAIT = 2.0  # seconds a peer may take between shm_open and ftruncate
 F_SETPIPE_SZ = 1031
@@ -96,6 +98,7 @@ def run_side(
     fd = 0 if sending else 1
     require_stdio(fd)  # closed, or a directory as stdin: before anything is made
     segment, the_ring = opener()
+    the_ring.still_there = segment.still_there
     try:
         the_ring.claim(sending)
     except BaseException:  # another stream's ring: leave it exactly as it is
