@@ -451,3 +451,27 @@ def test_a_file_ring_removed_before_its_sender_came_ends_the_wait(tmp_path: Path
     err = receiver.stderr.read().decode()
     expected = f"ipctool: mmap: {path}: was removed before a sender came\n"
     assert (receiver.returncode, err) == (3, expected)
+
+
+# --- a blackboard write over a running stream ---------------------------------------
+
+
+def test_a_blackboard_write_over_a_running_stream_is_refused(shm_target: str) -> None:
+    receiver = start_receiver(
+        "shm", "recv", shm_target, "--stream", "--size", "4096",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ).process  # fmt: skip
+    try:
+        wait_until_blocked(receiver.pid)
+        board = run("shm", "send", shm_target, "--data", "over the header")
+        payload = os.urandom(100_000)
+        streamed = run("shm", "send", shm_target, "--stream", input=payload)
+        out, err = receiver.communicate(timeout=30)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    assert board.code == 6, board.err
+    assert f"carries a running stream (receiver pid {receiver.pid}); not written" in board.err
+    assert streamed.code == 0, streamed.err
+    assert (receiver.returncode, err, out) == (0, b"", payload)

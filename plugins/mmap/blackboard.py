@@ -65,6 +65,7 @@ def write_existing(
     needed = board.needed_size(offset, len(payload), cstring)
     if needed > mapped.size:
         raise board.too_large(path, len(payload), offset, mapped.size, cstring, FILE, NEVER_RESIZED)
+    board.check_no_stream(path, mapped.view)
     board.write(mapped.view, offset, payload, cstring)
     if sync:
         mapped.sync()

@@ -67,6 +67,17 @@ def spans_written(size: int, offset: int, length: int, cstring: bool) -> list[tu
     return [(offset, length), (size - TRAILER_SIZE, TRAILER_SIZE)]
 
 
+def check_no_stream(label: str, view: memoryview) -> None:
+    """A ring in use (a stream's sender or receiver is running) is no blackboard:
+    writing over its header would corrupt the stream under both of them."""
+    from ipctool_plugins.shm.ring import running_sides
+
+    if sides := running_sides(view):
+        from ipctool.api import Refused
+
+        raise Refused(label, f"carries a running stream ({', '.join(sides)}); not written")
+
+
 def write(view: memoryview, offset: int, data: bytes, cstring: bool) -> None:
     """Write data at offset and mark its end (the caller checked that it fits)."""
     end = offset + len(data)

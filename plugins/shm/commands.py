@@ -174,6 +174,7 @@ def write_board(
             raise board.too_large(
                 where.label, len(payload), offset, segment.size, cstring, SEGMENT
             )
+        board.check_no_stream(where.label, segment.view)
         for start, length in board.spans_written(segment.size, offset, len(payload), cstring):
             segment.reserve(start, length)
         board.write(segment.view, offset, payload, cstring)

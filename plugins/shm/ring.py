@@ -116,6 +116,22 @@ def prepare(view: memoryview, label: str, created: bool) -> None:
         raise UsageError(label, "the ring's header does not match the segment's size")
 
 
+_SIDES = struct.Struct("<II")  # a side's pid and state
+SIDES_AT = {"sender": 72, "receiver": 136}
+
+
+def running_sides(view: memoryview) -> list[str]:
+    """The live sides of a ring in `view` ("sender pid 7"), if it holds one."""
+    if len(view) <= HEADER_SIZE or _FIXED.unpack_from(view, 0)[0] != MAGIC:
+        return []
+    found = []
+    for role, at in SIDES_AT.items():
+        pid, state = _SIDES.unpack_from(view, at)
+        if state == RUNNING and pid_alive(pid):
+            found.append(f"{role} pid {pid}")
+    return found
+
+
 class Ring:
     """The ring in a mapping: `view` covers the whole mapping, `address` is its start."""
 
