@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -477,3 +478,55 @@ def test_readable_by_others_with_mode_0644(sysv_key: str, posix_name: str) -> No
         got = run_as_nobody("shm", "recv", target)
         assert (got.code, got.stdout) == (0, b"for all"), got.err  # attached read-only
         assert_one_line_error(run_as_nobody("shm", "send", target, "--data", "x"), "shm", 4)
+
+
+@pytest.mark.parametrize("sending", [True, False], ids=["sender", "receiver"])
+def test_a_role_claimed_but_not_yet_marked_running_is_refused(
+    tmp_path: Path, sending: bool
+) -> None:
+    """Two sides started at once: one has taken the role (its claim word holds its
+    pid) but not yet stored its state. A plain look at the state would let the
+    second in too; the claim's compare-and-swap must refuse it."""
+    import mmap
+
+    from ipctool.api import Refused
+    from ipctool_plugins.shm.ring import Header, Ring
+
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    path = tmp_path / "ring"
+    path.write_bytes(bytes(4096))
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 4096) as mapping:
+        view = memoryview(mapping)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mapping))
+        ring = Ring(view, address, "test", created=False)
+        try:
+            claim = Header.sender_claim if sending else Header.receiver_claim
+            ctypes.c_uint32.from_address(address + claim.offset).value = other.pid
+            with pytest.raises(Refused, match=f"pid {other.pid}, running"):
+                ring.claim(sending)
+        finally:
+            ring.release()
+            view.release()
+            other.communicate()
+
+
+def test_of_two_senders_started_at_once_one_is_refused(sysv_key: str) -> None:
+    """Two real senders on one ring, each round started together: exactly one
+    gets the ring, and the receiver gets exactly its bytes."""
+    for round_ in range(8):
+        payloads = [os.urandom(1000) + bytes([i]) for i in range(2)]
+        argv = command("shm", "send", sysv_key, "--stream")
+        pipes = {"stdin": subprocess.PIPE, "stderr": subprocess.PIPE}
+        senders = [subprocess.Popen(argv, **pipes) for _ in payloads]
+        for sender, payload in zip(senders, payloads, strict=True):
+            assert sender.stdin is not None
+            sender.stdin.write(payload)
+            sender.stdin.close()
+        codes = [sender.wait(timeout=60) for sender in senders]
+        for sender in senders:
+            assert sender.stderr is not None
+            sender.stderr.close()
+        assert sorted(codes) == [0, 6], f"round {round_}: {codes}"
+        received = run("shm", "recv", sysv_key, "--stream")
+        assert received.stdout == payloads[codes.index(0)], f"round {round_}"

@@ -9,12 +9,17 @@ layout, little-endian, offsets in bytes (README "Shared memory", "The ring"):
      64 u64 head         bytes the sender has written, ever (only it stores)
      72 u32 sender_pid                      76 u32 sender_state
      80 u32 to_receiver  event count: the receiver's futex word
-     84 u32 receiver_sleeping
+     84 u32 receiver_sleeping              88 u32 sender_claim
     128 u64 tail         bytes the receiver has taken, ever (only it stores)
     136 u32 receiver_pid                   140 u32 receiver_state
     144 u32 to_sender    event count: the sender's futex word
-    148 u32 sender_sleeping
+    148 u32 sender_sleeping                152 u32 receiver_claim
     256 data[capacity]   byte i of the stream is at data[i % capacity]
+
+A side takes its role by an atomic compare-and-swap of its claim word from 0
+to its pid (FUTEX_TRYLOCK_PI does exactly that in the kernel, for a language
+without atomics; a failed try may set the word's top bit): of two senders
+started at once, one gets the ring and the other is refused.
 
 States: 0 not yet come, 1 running, 2 done (sender: end of stream), 3 stopped
 early (an error, Ctrl-C, a timeout). Free room is capacity - (head - tail).
@@ -36,6 +41,7 @@ import os
 import select
 import struct
 from collections.abc import Callable
+from typing import NoReturn
 
 from ipctool.api import Deadline, IpcError, NotFound, Refused, UsageError, pid_alive
 
@@ -46,7 +52,8 @@ NONE, RUNNING, DONE, STOPPED = 0, 1, 2, 3
 WAIT_SLICE = 0.1  # seconds between looks at the peer's pid while waiting
 CHUNK = 1 << 20  # most bytes moved by one read or write (progress is published per chunk)
 HELD_READ = 1 << 16  # most bytes read while the ring is full (they wait for room)
-FUTEX_WAIT, FUTEX_WAKE = 0, 1
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_TRYLOCK_PI = 0, 1, 8
+FUTEX_TID_MASK = 0x3FFFFFFF  # a claim word's pid, without the kernel's flag bits
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "riscv64": 98}
 U64, U32 = ctypes.c_uint64, ctypes.c_uint32
 
@@ -71,27 +78,30 @@ class Header(ctypes.Structure):
         ("sender_state", U32),
         ("to_receiver", U32),
         ("receiver_sleeping", U32),
-        ("_pad1", ctypes.c_uint8 * 40),
+        ("sender_claim", U32),
+        ("_pad1", ctypes.c_uint8 * 36),
         ("tail", U64),
         ("receiver_pid", U32),
         ("receiver_state", U32),
         ("to_sender", U32),
         ("sender_sleeping", U32),
-        ("_pad2", ctypes.c_uint8 * 104),
+        ("receiver_claim", U32),
+        ("_pad2", ctypes.c_uint8 * 100),
     )
 
 
 assert ctypes.sizeof(Header) == HEADER_SIZE
 
 
-def futex(address: int, op: int, value: int, timeout: float | None = None) -> None:
-    """FUTEX_WAIT (returns on a wake, a changed word, a signal or the timeout) or WAKE."""
+def futex(address: int, op: int, value: int, timeout: float | None = None) -> int:
+    """FUTEX_WAIT (returns on a wake, a changed word, a signal or the timeout), WAKE
+    or TRYLOCK_PI (0 if it took the word); -1 on an error."""
     spec = None
     if timeout is not None:
         seconds = int(timeout)
         spec = ctypes.byref(Timespec(seconds, int((timeout - seconds) * 1e9)))
     number = SYS_FUTEX.get(os.uname().machine, 202)
-    _libc.syscall(number, ctypes.c_void_p(address), op, value, spec, None, 0)
+    return int(_libc.syscall(number, ctypes.c_void_p(address), op, value, spec, None, 0))
 
 
 _FIXED = struct.Struct("<QIIQ")  # magic, version, header_size, capacity
@@ -147,6 +157,7 @@ class Ring:
         self.data = view[HEADER_SIZE:]
         self.to_receiver = address + Header.to_receiver.offset
         self.to_sender = address + Header.to_sender.offset
+        self.address = address
         self.capacity = int(self.header.capacity)
         # Whether the memory can still be found by its name: a peer yet to come
         # cannot join a ring that was removed (its opener sets this).
@@ -165,23 +176,34 @@ class Ring:
     # -- each side's start and end ------------------------------------------------
 
     def claim(self, sending: bool) -> None:
+        """Take the sender's or receiver's role: atomically, so that of two sides
+        started at once one is refused (a plain look-then-store lets both in)."""
         h = self.header
-        state, pid = (
-            (h.sender_state, h.sender_pid) if sending else (h.receiver_state, h.receiver_pid)
-        )
-        if state != NONE:
-            role = "sender" if sending else "receiver"
-            how = "running" if state == RUNNING and pid_alive(pid) else "left"
-            raise Refused(
-                self.label,
-                f"the ring already has a {role} (pid {pid}, {how}); one stream at a time "
-                f"(ipctool {self.mechanism} clean {self.label} removes a left-over ring)",
-            )
+        word = self.address + (Header.sender_claim if sending else Header.receiver_claim).offset
+        if h.sender_state if sending else h.receiver_state:  # no try: it would mark the word
+            self.refuse(sending)
+        if futex(word, FUTEX_TRYLOCK_PI, 0) != 0:
+            self.refuse(sending)
         if sending:
             h.sender_pid, h.sender_state = os.getpid(), RUNNING
         else:
             h.receiver_pid, h.receiver_state = os.getpid(), RUNNING
         self.notify(not sending)
+
+    def refuse(self, sending: bool) -> NoReturn:
+        h = self.header
+        state, pid = (
+            (h.sender_state, h.sender_pid) if sending else (h.receiver_state, h.receiver_pid)
+        )
+        claimed = (h.sender_claim if sending else h.receiver_claim) & FUTEX_TID_MASK
+        pid = pid or claimed
+        role = "sender" if sending else "receiver"
+        how = "left" if state not in (NONE, RUNNING) or not pid_alive(pid) else "running"
+        raise Refused(
+            self.label,
+            f"the ring already has a {role} (pid {pid}, {how}); one stream at a time "
+            f"(ipctool {self.mechanism} clean {self.label} removes a left-over ring)",
+        )
 
     def finish(self, sending: bool, state: int) -> None:
         h = self.header

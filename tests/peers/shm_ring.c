@@ -21,15 +21,24 @@ struct ring {
     uint64_t magic; uint32_t version, header_size; uint64_t capacity;
     uint32_t made_for_stream; uint8_t pad0[36];
     uint64_t head; uint32_t sender_pid, sender_state, to_receiver, receiver_sleeping;
-    uint8_t pad1[40];
+    uint32_t sender_claim; uint8_t pad1[36];
     uint64_t tail; uint32_t receiver_pid, receiver_state, to_sender, sender_sleeping;
-    uint8_t pad2[104];
+    uint32_t receiver_claim; uint8_t pad2[100];
 };
 _Static_assert(sizeof(struct ring) == 256, "header is 256 bytes");
 #define MAGIC 0x31676e6972637069ULL /* "ipcring1" little-endian */
 enum { NONE, RUNNING, DONE, STOPPED };
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_SEQ_CST)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_SEQ_CST)
+
+/* A role is taken by one compare-and-swap of its claim word, 0 -> our pid. */
+static int claim(uint32_t *word) {
+    uint32_t none = 0;
+    if (__atomic_compare_exchange_n(word, &none, (uint32_t)getpid(), 0, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST)) return 1;
+    fprintf(stderr, "the ring already has that side (pid %u)\n", none & 0x3FFFFFFF);
+    return 0;
+}
 
 static void wake(uint32_t *word, uint32_t *sleeping) {
     __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
@@ -63,6 +72,7 @@ int main(int argc, char *argv[]) {
     }
     uint64_t cap = r->capacity;
     if (sending) {
+        if (!claim(&r->sender_claim)) return 6;
         STORE(r->sender_pid, getpid()); STORE(r->sender_state, RUNNING);
         uint64_t head = LOAD(r->head);
         for (;;) {
@@ -87,6 +97,7 @@ int main(int argc, char *argv[]) {
         __atomic_add_fetch(&r->to_receiver, 1, __ATOMIC_SEQ_CST);
         syscall(SYS_futex, &r->to_receiver, FUTEX_WAKE, 1, NULL, NULL, 0);
     } else {
+        if (!claim(&r->receiver_claim)) return 6;
         STORE(r->receiver_pid, getpid()); STORE(r->receiver_state, RUNNING);
         uint64_t tail = LOAD(r->tail);
         for (;;) {
