@@ -143,3 +143,39 @@ def test_term_and_hup_lose_nothing_recv_took(
         finally:
             with contextlib.suppress(sysv_ipc.ExistentialError):
                 queue.remove()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_message_msg_qbytes_was_lowered_below_is_too_large_not_a_wait(
+    ipctool_key: str, native: bool
+) -> None:
+    """The sender waits for room for its second message; meanwhile an admin lowers
+    msg_qbytes below that message's size. Once the queue is empty it can never
+    fit (msgsnd would sleep forever): exit 7, naming the queue's limit."""
+    key = int(ipctool_key, 0)
+    queue = sysv_ipc.MessageQueue(key, sysv_ipc.IPC_CREX, 0o600, 8192)  # receive()s buffer
+    queue.max_size = 10_000  # msg_qbytes: room for one message of 6000 bytes, not two
+    try:
+        sender = subprocess.Popen(
+            [*IPCTOOL, "msgq", "send", ipctool_key, "--null"],
+            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=environ(native),
+        )  # fmt: skip
+        assert sender.stdin is not None
+        sender.stdin.write(b"a" * 6000 + b"\0" + b"b" * 6000 + b"\0")
+        sender.stdin.close()
+        while queue.current_messages == 0:  # the first is in: the second waits for room
+            time.sleep(0.001)
+        queue.max_size = 5000  # as root: lower than the second message
+        assert queue.receive()[0] == b"a" * 6000  # now empty, and still no room
+        sender.wait(timeout=30)  # a bound on the bug's wait, not a speed
+        assert sender.stderr is not None
+        err = sender.stderr.read().decode()
+        assert sender.returncode == 7, err
+        assert "5000" in err and err.count("\n") == 1, err
+        assert queue.current_messages == 0
+    finally:
+        with contextlib.suppress(NameError):
+            if sender.poll() is None:
+                sender.kill()
+                sender.wait()
+        queue.remove()

@@ -217,13 +217,22 @@ class SysvQueue:
             self.check_size(len(data))
         try:
             wait_for(
-                lambda: self.queue.send(data, True, mtype),
+                lambda: self._send_if_it_can_fit(data, mtype),
                 timeout=self.timeout,
                 obj=self.label,
                 signaled=sysv_ipc.Error,
             )
         except (sysv_ipc.Error, OSError) as exc:
             raise self.translate(exc) from None
+
+    def _send_if_it_can_fit(self, data: bytes, mtype: int) -> None:
+        """A blocking send, once msg_qbytes is seen to still hold the message: an
+        admin may lower it while we wait (msgctl IPC_SET), and msgsnd then sleeps
+        forever for room that cannot come. Looked at again after every wake."""
+        room = self._max_bytes()
+        if room is not None and len(data) > room:
+            check_size(self.label, len(data), min(room, self.message_limit))
+        self.queue.send(data, True, mtype)
 
     def _put_slowly(self, data: bytes, mtype: int) -> None:
         """After the fast send failed for another reason than a full queue."""
