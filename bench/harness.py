@@ -532,12 +532,16 @@ def figures_table(results: Sequence[Result]) -> str:
 
 
 def duration(seconds: float) -> str:
+    if seconds < 1e-3:  # a time per operation (bench/sem.py's round trips)
+        return f"{seconds * 1e6:.1f} us"
     return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1e3:.1f} ms"
 
 
 def durations(low: float, high: float) -> str:
     if high >= 1:
         return f"{low:.2f}-{high:.2f} s"
+    if high < 1e-3:
+        return f"{low * 1e6:.1f}-{high * 1e6:.1f} us"
     return f"{low * 1e3:.1f}-{high * 1e3:.1f} ms"
 
 
@@ -547,7 +551,7 @@ def rate(per_second: float, unit: str) -> str:
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if per_second >= scale:
             return f"{per_second / scale:.2f}{suffix} {unit}/s"
-    return f"{per_second:.0f} {unit}/s"
+    return f"{per_second:.0f} {unit}/s" if per_second >= 100 else f"{per_second:.2f} {unit}/s"
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

@@ -69,14 +69,21 @@ def send_one(bench: Bench, queues: Queues) -> float:
     return elapsed
 
 
-def sem_recv_one(bench: Bench, queues: Queues) -> float:
+def ipctool_sem_recv(key: int) -> list[str]:
+    return [IPCTOOL, "sem", "recv", str(key)]
+
+
+def sem_recv_one(
+    bench: Bench, queues: Queues, recv: Callable[[int], list[str]] = ipctool_sem_recv
+) -> float:
     """Time a recv that finds its semaphore at 1 and takes the unit; check it did
     and remove the semaphore, untimed (keys from the queues' range: no queue is
-    made on them, and a semaphore's key space is its own)."""
+    made on them, and a semaphore's key space is its own). recv: the command
+    for a key (bench/sem.py times a C one-shot the same way)."""
     key = queues.free_key()
     semaphore = sysv_ipc.Semaphore(key, sysv_ipc.IPC_CREX, 0o600, 1)
     try:
-        elapsed = bench.run(Proc([IPCTOOL, "sem", "recv", str(key)]))
+        elapsed = bench.run(Proc(recv(key)))
         if semaphore.value != 0:
             raise BenchError(f"sem recv left the value of {key:#x} at {semaphore.value}")
     finally:

@@ -122,6 +122,71 @@ def test_set_of_a_missing_semaphore_is_not_found(target: str) -> None:
     assert_one_line_error(run("sem", "send", target, "--set", "1"), "sem", 3)
 
 
+# --- recv --count: several units, all or none ----------------------------------
+
+
+def set_value(target: str, units: int) -> None:
+    assert run("sem", "send", target, "--value", str(units), "--count", "1").code == 0
+    assert run("sem", "recv", target, "--nowait").code == 0
+    assert value(target) == units
+
+
+def test_recv_count_takes_that_many(target: str) -> None:
+    set_value(target, 5)
+    assert run("sem", "recv", target, "--count", "3").code == 0
+    assert value(target) == 2
+    assert_one_line_error(run("sem", "recv", target, "--count", "3", "--nowait"), "sem", 5)
+    assert value(target) == 2  # POSIX took two and gave them back
+    assert run("sem", "recv", target, "-c", "2", "--nowait").code == 0
+    assert value(target) == 0
+
+
+def test_recv_count_waits_for_the_rest(target: str) -> None:
+    set_value(target, 1)
+    waiter = start_receiver("sem", "recv", target, "--count", "3", stderr=subprocess.PIPE)
+    try:
+        wait_until_blocked(waiter.process.pid)
+        assert record(target)["waiters"] == 1
+        assert run("sem", "send", target, "--count", "2").code == 0
+        _, err = waiter.process.communicate(timeout=30)
+        assert waiter.process.returncode == 0, err
+    finally:
+        waiter.process.kill()
+        waiter.process.wait()
+    assert value(target) == 0
+
+
+def test_recv_count_timeout_leaves_the_value(target: str) -> None:
+    set_value(target, 2)
+    timed_out = run("sem", "recv", target, "--count", "3", "--timeout", "0.2")
+    assert_one_line_error(timed_out, "sem", 124)
+    assert value(target) == 2
+
+
+@pytest.mark.parametrize(("number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_recv_count_interrupted_mid_wait_leaves_the_value(
+    target: str, number: int, code: int
+) -> None:
+    """SysV waits for all three at once; POSIX has taken two when it blocks on the
+    third, and gives them back when the wait ends early."""
+    set_value(target, 2)
+    waiter = start_receiver("sem", "recv", target, "--count", "3", stderr=subprocess.PIPE)
+    try:
+        wait_until_blocked(waiter.process.pid)
+        got = record(target)
+        assert got["waiters"] == 1
+        assert got["value"] == (0 if target.startswith("/") else 2)
+        waiter.process.send_signal(number)
+        _, err = waiter.process.communicate(timeout=30)
+        assert waiter.process.returncode == code, err
+        assert b"Traceback" not in err
+    finally:
+        waiter.process.kill()
+        waiter.process.wait()
+    assert value(target) == 2
+    assert record(target)["waiters"] == 0
+
+
 # --- SysV sets: every element --------------------------------------------------
 
 
@@ -340,6 +405,18 @@ def test_posts_and_waits_interleaved_keep_the_count(
 )
 def test_bad_input(args: tuple[str, ...], code: int) -> None:
     assert_one_line_error(run("sem", *args), "sem", code)
+
+
+@pytest.mark.parametrize(
+    ("target", "count"),
+    [("/x", "0"), ("/x", "-1"), ("0x1", "32768"), ("/x", str(2**31)), ("0x1", "0")],
+)
+def test_recv_count_out_of_range(target: str, count: str) -> None:
+    """1 to SEMVMX (sem_op is a short) or SEM_VALUE_MAX; checked before the target is
+    opened (neither exists here)."""
+    got = run("sem", "recv", target, "--count", count)
+    assert_one_line_error(got, "sem", 2)
+    assert "--count" in got.err and "no such option" not in got.err
 
 
 def test_other_users_semaphore_is_permission_denied(target: str) -> None:

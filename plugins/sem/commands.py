@@ -141,30 +141,55 @@ def open_sem(where: IpcTarget, *, index: int, create: bool, value: int, mode: in
     return SysvSem.open(where, index=index, create=create, value=value, mode=mode)
 
 
-def take_one(sem: Any, where: IpcTarget, nowait: bool, timeout: float | None, undo: bool) -> None:
-    """P: take one unit, waiting as asked. Ctrl-C leaves the value as it was: one
-    that lands as the unit is taken gives it back before exit 130."""
-    from ipctool.api import interrupts_deferred, wait_for
+def check_count(where: IpcTarget, count: int) -> int:
+    """1 to the largest value: a SysV sem_op is a short, and no value is larger."""
+    top = value_max(where)
+    if not 1 <= count <= top:
+        kind = "POSIX" if where.posix else "SysV"
+        raise UsageError(str(count), f"--count is 1 to {top} for a {kind} semaphore")
+    return count
 
-    if sem.try_take(1, undo):
-        return
-    if nowait:
-        raise WouldBlock(where.label, "the semaphore is 0")
-    if where.posix:
-        import posix_ipc
 
-        signaled: type[BaseException] = posix_ipc.SignalError
-    else:
-        signaled = InterruptedError
-    taken = False
+def take(
+    sem: Any, where: IpcTarget, count: int, nowait: bool, timeout: float | None, undo: bool
+) -> None:
+    """P: take `count` units, waiting as asked; only a success keeps any.
+
+    SysV takes them in one semop (all or nothing). POSIX has no call that waits
+    for several, so they are taken one at a time under one deadline, and a wait
+    that ends early (--nowait, --timeout, Ctrl-C, SIGTERM, an error) posts back
+    those it took. Signals are held while units are taken, so one that lands as
+    a unit is taken ends the command only after it was given back."""
+    from ipctool.api import Deadline, interrupts_deferred, wait_for
+
+    step = 1 if where.posix else count  # units per kernel call
+    signaled = posix_signal_error() if where.posix else InterruptedError
+    deadline = Deadline(timeout)
+    taken = 0
     try:
         with interrupts_deferred():
-            wait_for(lambda: sem.take(1, undo), timeout=timeout, obj=where.label, signaled=signaled)
-            taken = True
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM/SIGHUP (Ended)
+            while taken < count:
+                if not sem.try_take(step, undo):
+                    if nowait:
+                        raise WouldBlock(where.label, short_of(count))
+                    wait_for(lambda: sem.take(step, undo), timeout=deadline, obj=where.label,
+                             signaled=signaled)  # fmt: skip
+                taken += step
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (Ended), a timeout, an error
         if taken:
-            sem.post(1, undo)
+            with interrupts_deferred():  # a second Ctrl-C does not stop the give-back
+                sem.post(taken, undo)
         raise
+
+
+def posix_signal_error() -> type[BaseException]:
+    import posix_ipc
+
+    return posix_ipc.SignalError
+
+
+def short_of(count: int) -> str:
+    return "the semaphore is 0" if count == 1 else f"the value is below {count}"
 
 
 @app.command()
@@ -204,7 +229,7 @@ def send(
 
     where = resolve(target, sem_id, index)
     check_value(where, value, "--value")
-    check_value(where, count, "--count")
+    check_count(where, count)
     if set_value is not None:
         check_value(where, set_value, "--set")
         if count != 1:
@@ -227,6 +252,17 @@ def send(
 def recv(
     target: Target = None,
     sem_id: SemId = None,
+    count: Annotated[
+        int,
+        typer.Option(
+            "--count",
+            "-c",
+            metavar="N",
+            min=1,
+            help="Take N units (default 1). SysV: all at once or none; POSIX: one at "
+            "a time, those taken posted back if the wait ends early.",
+        ),
+    ] = 1,
     nowait: Nowait = False,
     timeout: TimeoutOption = None,
     create: Create = False,
@@ -235,25 +271,33 @@ def recv(
     mode: Mode = DEFAULT_MODE,
     ready_fd: ReadyFd = None,
 ) -> None:
-    """Wait (P): take one unit, waiting while the value is 0. Prints nothing: the
-    exit code is the answer (0 taken, 5 --nowait found 0, 124 timed out, 130 Ctrl-C;
-    none of these takes anything).
+    """Wait (P): take one unit (or --count N), waiting while there are too few.
+    Prints nothing: the exit code is the answer (0 taken, 5 --nowait found too
+    few, 124 timed out, 130 Ctrl-C, 143 SIGTERM; none of these takes anything).
+
+    SysV takes N units in one semop: the value never shows part of them taken.
+    POSIX has no such call: the units are taken one by one, so others see the
+    value drop while recv waits for the rest, and a recv that ends early posts
+    back those it took (two such waiters can each hold some and wait on each
+    other until --timeout).
 
     \b
     Examples:
       ipctool sem recv /lock --timeout 5 && work; ipctool sem send /lock
       ipctool sem recv 0x3039 --nowait || echo busy
       ipctool sem recv /done --create &        # before any sender
+      ipctool sem recv 0x3039 --count 3        # three workers have posted
     """
     from ipctool.api import announce_ready, naming
 
     where = resolve(target, sem_id, index)
     check_value(where, value, "--value")
+    check_count(where, count)
     check_create(value, create)
     with naming(where.label, translate=translate(where)):
         sem = open_sem(where, index=index, create=create, value=value, mode=mode)
         announce_ready(where.label if where.id is None else f"--id={where.id}", ready_fd)
-        take_one(sem, where, nowait, timeout, undo=False)
+        take(sem, where, count, nowait, timeout, undo=False)
 
 
 @app.command()
@@ -299,7 +343,7 @@ def hold(
     undo = not where.posix
     with naming(where.label, translate=translate(where)):
         sem = open_sem(where, index=index, create=create, value=value, mode=mode)
-        take_one(sem, where, nowait, timeout, undo=undo)
+        take(sem, where, 1, nowait, timeout, undo=undo)
     try:
         status = run_command(command)
     finally:
