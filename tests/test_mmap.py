@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import NOBODY, run_as_nobody
@@ -399,3 +400,26 @@ def test_mmap_verbs_load_no_sysv_or_posix_code(tmp_path, ipctool_path: str) -> N
     finally:
         receiver.kill()
         receiver.wait()
+
+
+def test_c_file_ring_peer_both_ways(compile_peer, tmp_path: Path) -> None:
+    """tests/peers/shm_ring.c over a file (a PATH instead of a KEY) speaks the same
+    ring as mmap --stream: each side of either kind, and the ring removed after."""
+    ring = compile_peer("shm_ring.c")
+    path = str(tmp_path / "ring")
+    data = os.urandom(300_000)  # 73 wraps of the 4096-byte file's ring
+    with open(tmp_path / "from_c", "wb") as out:  # a file: a full pipe would stall it
+        receiver = start_receiver(
+            "mmap", "recv", path, "--stream", "--size", "4096", stdout=out
+        ).process
+        subprocess.run([ring, "send", path, "4096"], input=data, check=True, timeout=30)
+        assert receiver.wait(timeout=30) == 0
+    assert (tmp_path / "from_c").read_bytes() == data
+    assert not os.path.lexists(path)
+    with open(tmp_path / "out", "wb") as out:
+        c_receiver = subprocess.Popen([ring, "recv", path, "4096"], stdout=out)
+        sent = run("mmap", "send", path, "--stream", "--size", "4096", input=data)
+        assert sent.code == 0, sent.err
+        assert c_receiver.wait(timeout=30) == 0
+    assert (tmp_path / "out").read_bytes() == data
+    assert not os.path.lexists(path)

@@ -1,17 +1,20 @@
-/* A C peer of ipctool's shm ring (README "Shared memory", "The ring"), over SysV shm:
- *   shm_ring send KEY SIZE < data      shm_ring recv KEY SIZE > data
+/* A C peer of ipctool's shm ring (README "Shared memory", "The ring"), over SysV shm
+ * or (a PATH with a '/') a file mapped MAP_SHARED, as ipctool's mmap --stream lays it:
+ *   shm_ring send KEY|PATH SIZE < data      shm_ring recv KEY|PATH SIZE > data
  * Either may start first; it creates the segment (SIZE bytes) if missing and says
  * so (made_for_stream). The receiver removes such a segment at the end of the stream. Peer death is checked every 100 ms
  * of waiting. The tests use it to show a C program speaks the layout; bench/shm.py
  * uses it as the C baseline. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -54,16 +57,45 @@ static int gone(uint32_t state, uint32_t pid) {
     return state == STOPPED || (state == RUNNING && kill(pid, 0) == -1 && errno == ESRCH);
 }
 
+/* The file at path, mapped; made whole (sized in an unnamed file, then linked in)
+ * if missing, so a peer never finds it empty. */
+static struct ring *map_file(const char *path, size_t size, int *created) {
+    int fd = open(path, O_RDWR | O_NOFOLLOW);
+    *created = 0;
+    if (fd == -1 && errno == ENOENT) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        *strrchr(dir, '/') = 0;
+        fd = open(*dir ? dir : "/", O_TMPFILE | O_RDWR, 0600);
+        if (fd == -1 || posix_fallocate(fd, 0, size)) { perror("new file"); return NULL; }
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) *created = 1;
+        else { close(fd); fd = open(path, O_RDWR | O_NOFOLLOW); }  /* a peer made it first */
+    }
+    if (fd == -1) { perror(path); return NULL; }
+    struct ring *r = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return r == MAP_FAILED ? NULL : r;
+}
+
 int main(int argc, char *argv[]) {
-    if (argc != 4) { fprintf(stderr, "usage: shm_ring send|recv KEY SIZE\n"); return 2; }
+    if (argc != 4) { fprintf(stderr, "usage: shm_ring send|recv KEY|PATH SIZE\n"); return 2; }
     int sending = strcmp(argv[1], "send") == 0;
-    key_t key = (key_t)strtoul(argv[2], NULL, 0);
+    const char *path = strchr(argv[2], '/') ? argv[2] : NULL;
     size_t size = strtoul(argv[3], NULL, 0);
-    int created = 1, id = shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
-    if (id == -1 && errno == EEXIST) { created = 0; id = shmget(key, size, 0600); }
-    if (id == -1) { perror("shmget"); return 1; }
-    struct ring *r = shmat(id, NULL, 0);
-    if (r == (void *)-1) { perror("shmat"); return 1; }
+    int created = 1, id = -1;
+    struct ring *r;
+    if (path) {
+        if (!(r = map_file(path, size, &created))) return 1;
+    } else {
+        key_t key = (key_t)strtoul(argv[2], NULL, 0);
+        id = shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
+        if (id == -1 && errno == EEXIST) { created = 0; id = shmget(key, size, 0600); }
+        if (id == -1) { perror("shmget"); return 1; }
+        r = shmat(id, NULL, 0);
+        if (r == (void *)-1) { perror("shmat"); return 1; }
+    }
     char *data = (char *)r + 256;
     if (created) STORE(r->made_for_stream, 1);
     if (LOAD(r->magic) == 0) { /* new: both sides write the same fixed fields */
@@ -121,8 +153,8 @@ int main(int argc, char *argv[]) {
             wake(&r->to_sender, &r->sender_sleeping);
         }
         STORE(r->receiver_state, DONE);
-        if (LOAD(r->made_for_stream)) shmctl(id, IPC_RMID, NULL);
+        if (LOAD(r->made_for_stream)) path ? unlink(path) : shmctl(id, IPC_RMID, NULL);
     }
-    shmdt(r);
+    if (path) munmap(r, size); else shmdt(r);
     return 0;
 }
