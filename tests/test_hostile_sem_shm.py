@@ -475,3 +475,29 @@ def test_a_blackboard_write_over_a_running_stream_is_refused(shm_target: str) ->
     assert f"carries a running stream (receiver pid {receiver.pid}); not written" in board.err
     assert streamed.code == 0, streamed.err
     assert (receiver.returncode, err, out) == (0, b"", payload)
+
+
+FULL_SPARSE_SHM = """\
+mount -t tmpfs -o size=64k tmpfs /dev/shm || exit 99
+printf 'hello' > "/dev/shm$NAME" && truncate -s 1M "/dev/shm$NAME" || exit 98
+head -c 65536 /dev/zero > /dev/shm/filler 2>/dev/null  # the tmpfs is full now
+exec "$@"
+"""
+
+
+@pytest.mark.parametrize("hex_dump", [False, True], ids=["raw", "hex"])
+def test_recv_of_a_sparse_object_on_a_full_dev_shm_reads_its_holes(
+    ipctool_name: str, hex_dump: bool
+) -> None:
+    """Reading a hole through a mapping takes a page; a full tmpfs has none (SIGBUS)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs in a private mount namespace needs root")
+    argv = command("shm", "recv", ipctool_name, *(["--hex"] if hex_dump else []))
+    done = subprocess.run(
+        ["unshare", "--mount", "--", "sh", "-c", FULL_SPARSE_SHM, "sh", *argv],
+        capture_output=True,
+        env={**os.environ, "NAME": ipctool_name},
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    expected = b"00000000  68 65 6c 6c 6f" if hex_dump else b"hello"
+    assert done.stdout.startswith(expected), done.stdout[:80]

@@ -67,6 +67,9 @@ def spans_written(size: int, offset: int, length: int, cstring: bool) -> list[tu
     return [(offset, length), (size - TRAILER_SIZE, TRAILER_SIZE)]
 
 
+STREAM_HEADER = 256  # what check_no_stream reads: a ring's header
+
+
 def check_no_stream(label: str, view: memoryview) -> None:
     """A ring in use (a stream's sender or receiver is running) is no blackboard:
     writing over its header would corrupt the stream under both of them."""

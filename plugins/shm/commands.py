@@ -174,9 +174,12 @@ def write_board(
             raise board.too_large(
                 where.label, len(payload), offset, segment.size, cstring, SEGMENT
             )
-        board.check_no_stream(where.label, segment.view)
+        # Pages first: even reading a hole of a POSIX object's mapping takes a page,
+        # and on a full /dev/shm that is SIGBUS.
         for start, length in board.spans_written(segment.size, offset, len(payload), cstring):
             segment.reserve(start, length)
+        segment.reserve(0, min(segment.size, board.STREAM_HEADER))
+        board.check_no_stream(where.label, segment.view)
         board.write(segment.view, offset, payload, cstring)
     finally:
         segment.close()

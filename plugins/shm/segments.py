@@ -170,6 +170,16 @@ def posix_error(name: str, err: Exception) -> Exception:
 def map_posix(name: str, fd: int, readonly: bool) -> Segment:
     st = os.fstat(fd)
     mapping = None
+    if readonly and st.st_blocks * 512 < st.st_size:
+        # Sparse (another program sized it with ftruncate): reading a hole through
+        # a mapping takes a page from tmpfs, SIGBUS on a full /dev/shm; pread
+        # gives its zeros without one. A copy, so only for such objects.
+        try:
+            copy = os.pread(fd, st.st_size, 0)
+        except OSError as err:
+            os.close(fd)
+            raise from_os_error(name, err) from None
+        return Segment(name, memoryview(copy), (None, fd, st.st_ino), "posix")
     if st.st_size:
         access = mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE
         try:
