@@ -31,7 +31,7 @@ from ipctool._click import (
     option_completions,
 )
 from ipctool.contract import FAMILIES, Mechanism
-from ipctool.errors import ExitCode, IpcError, describe, printable
+from ipctool.errors import ExitCode, IpcError, describe, printable, say
 from ipctool.registry import get_registry, warn
 
 TOOL_COMMANDS_SECTION = "Tool"
@@ -253,16 +253,16 @@ def run(args: list[str]) -> int:
     try:
         code = command.main(args, prog_name="ipctool", standalone_mode=False)
     except NoArgsIsHelpError as err:
-        sys.stderr.write(err.ctx.get_help() + "\n")
+        say(err.ctx.get_help())
         return ExitCode.USAGE
     except UsageError as err:
-        sys.stderr.write(usage_line(err) + "\n")
+        say(usage_line(err))
         return ExitCode.USAGE
     except ClickException as err:
-        sys.stderr.write(f"ipctool: {printable(err.format_message(), False)}\n")
+        say(f"ipctool: {printable(err.format_message(), False)}")
         return err.exit_code
     except IpcError as err:
-        sys.stderr.write(err.line(MechanismGroup.current) + "\n")
+        say(err.line(MechanismGroup.current))
         return err.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
@@ -278,7 +278,7 @@ def main() -> None:
         code = run(sys.argv[1:])
         runner.flush_stdout()
     except IpcError as err:  # stdout failed in the final flush
-        sys.stderr.write(err.line(MechanismGroup.current) + "\n")
+        say(err.line(MechanismGroup.current))
         code = err.exit_code
     except BrokenPipeError:
         runner.silence_stdout()

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import IntEnum
 from typing import Any
+
+
+def say(line: str) -> None:
+    """A diagnostic line to fd 2, unbuffered, and never an error of its own: with
+    stderr closed or full (`2>&-`, `2>/dev/full`) the exit code must still be the
+    one the line explains (a buffered sys.stderr would fail at exit, and Python
+    would turn any code into 120)."""
+    try:
+        data = (line + "\n").encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = (line + "\n").encode("utf-8", "backslashreplace")
+    try:
+        while data:
+            data = data[os.write(2, data) :]
+    except OSError:
+        pass
 
 
 class ExitCode(IntEnum):

@@ -8,7 +8,6 @@ register, or to answer its hook becomes one warning naming its distribution.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
@@ -19,7 +18,7 @@ from ipctool import hookspecs
 from ipctool.contract import NAME_PATTERN, Mechanism
 from ipctool.entrypoints import entry_points as find_entry_points
 from ipctool.entrypoints import normalize
-from ipctool.errors import describe
+from ipctool.errors import describe, say
 
 ENTRY_POINT_GROUP = "ipctool"
 LOAD_ENV = "IPCTOOL_LOAD_PLUGINS"  # comma-separated: load only these ("" loads none)
@@ -181,4 +180,4 @@ def get_registry() -> Registry:
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"ipctool: warning: {message}\n")
+    say(f"ipctool: warning: {message}")

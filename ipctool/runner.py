@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import typer
 
 from ipctool._click import ClickException
-from ipctool.errors import ExitCode, IpcError, describe, from_os_error, printable
+from ipctool.errors import ExitCode, IpcError, describe, from_os_error, printable, say
 
 DEBUG_ENV = "IPCTOOL_DEBUG"
 DEBUG_ON = ("1", "true", "yes")  # any other value, 0 and false included, leaves it off
@@ -36,7 +36,7 @@ APP_SETTINGS: dict[str, Any] = {
 
 
 def fail(line: str, code: int) -> NoReturn:
-    sys.stderr.write(line + "\n")
+    say(line)
     raise typer.Exit(code)
 
 
@@ -116,7 +116,7 @@ current: str | None = None  # the mechanism whose verb runs, for warning lines
 
 def warn(obj: str | None, text: str) -> None:
     """A warning line during a verb: `ipctool: MECHANISM: OBJECT: warning: TEXT`."""
-    sys.stderr.write(IpcError(obj, f"warning: {text}").line(current) + "\n")
+    say(IpcError(obj, f"warning: {text}").line(current))
 
 
 def report_unexpected(mechanism: str | None, exc: BaseException) -> NoReturn:

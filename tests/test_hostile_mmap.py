@@ -641,11 +641,6 @@ def test_stream_recv_whose_output_fails_ends_both_sides(ipctool_path: str, where
     assert not os.path.exists(ipctool_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with stderr closed or full, an error's exit code is lost: recv of a missing "
-    "file ends 1 (the core's error line raises) instead of 3",
-)
 @pytest.mark.parametrize("stderr", ["closed", "full"])
 def test_exit_code_stands_when_stderr_fails(ipctool_path: str, stderr: str) -> None:
     if stderr == "closed":

@@ -358,23 +358,22 @@ def run_command(command: list[str]) -> int:
     Ctrl-C, SIGTERM and SIGHUP that end hold are passed on to COMMAND, and hold
     waits for it, so the unit is given back only once COMMAND is gone."""
     import signal
-    import sys
 
-    from ipctool.api import IpcError
+    from ipctool.api import IpcError, say
 
     child = None
     try:
         with HeldSignals():  # a signal while the child starts is acted on once it has
             child = start(command)
         if child is None:
-            sys.stderr.write(IpcError(command[0], "command not found").line("sem") + "\n")
+            say(IpcError(command[0], "command not found").line("sem"))
             return 127
         with HeldSignals(forward_to=child) as held:  # each passed on, none ends the wait
             code = child.wait()
         held.raise_first()
     except OSError as err:
         reason = (err.strerror or str(err)).lower()
-        sys.stderr.write(IpcError(command[0], reason).line("sem") + "\n")
+        say(IpcError(command[0], reason).line("sem"))
         return 126
     except BaseException as stop:  # Ctrl-C, SIGTERM, SIGHUP while it started: pass it on
         if child is not None:
