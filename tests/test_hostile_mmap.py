@@ -191,13 +191,6 @@ def hold(gate_library: Path) -> Iterator[Callable[..., Held]]:
 # --- a signal as a new stream file is set up: the file stays -----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a signal landing after a stream side linked its new file in, but before the "
-    "side's clean-up is armed (while mapping it; inside claim) ends it with 128+N and "
-    "leaves the file (from the mapping window: 4 MiB of zeros, no mark, so never stale); "
-    "it should be removed",
-)
 @pytest.mark.parametrize(
     ("window", "number"),
     [
@@ -266,12 +259,6 @@ def test_two_receivers_at_once_one_is_refused(hold: Callable[..., Held], ipctool
 # --- a sender signalled right after it read: what it took is dropped ----------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stream sender ended by SIGTERM just after reading bytes from stdin into the "
-    "ring drops them (head is never published): they left stdin and the receiver never "
-    "gets them; what was taken should be written first (README 'Signals')",
-)
 def test_a_sender_signalled_right_after_reading_drops_nothing(
     hold: Callable[..., Held], ipctool_path: str
 ) -> None:

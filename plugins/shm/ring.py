@@ -39,6 +39,7 @@ from __future__ import annotations
 import ctypes
 import os
 import select
+import stat
 import struct
 from collections.abc import Callable
 from typing import NoReturn
@@ -51,7 +52,6 @@ HEADER_SIZE = 256
 NONE, RUNNING, DONE, STOPPED = 0, 1, 2, 3
 WAIT_SLICE = 0.1  # seconds between looks at the peer's pid while waiting
 CHUNK = 1 << 20  # most bytes moved by one read or write (progress is published per chunk)
-HELD_READ = 1 << 16  # most bytes read while the ring is full (they wait for room)
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_TRYLOCK_PI = 0, 1, 8
 FUTEX_TID_MASK = 0x3FFFFFFF  # a claim word's pid, without the kernel's flag bits
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "riscv64": 98}
@@ -266,10 +266,10 @@ class Ring:
             h.receiver_sleeping = 0
 
     def wait_room(
-        self, head: int, deadline: Deadline, input_waiting: Callable[[], bool] | None = None
+        self, head: int, deadline: Deadline, input_ended: Callable[[], bool] | None = None
     ) -> int:
         """Bytes free for the sender at `head`, waiting for some; 0 if the ring is
-        full and `input_waiting()` says the input has something (data or its end)."""
+        full and `input_ended()` says there is nothing more to send."""
         h = self.header
         while True:
             free = self.capacity - (head - h.tail)
@@ -278,7 +278,7 @@ class Ring:
                     self.check_peer(receiver=False)
                 return int(free)
             self.check_peer(receiver=False)
-            if input_waiting is not None and input_waiting():
+            if input_ended is not None and input_ended():
                 return 0
             seen = h.to_sender
             h.sender_sleeping = 1
@@ -291,34 +291,35 @@ class Ring:
     def send_from(self, fd: int, timeout: float | None) -> int:
         """Copy fd (to its EOF) into the ring; returns the bytes sent.
 
-        Input is read straight into the ring. While the ring is full, the input
-        is looked at too: its end, once the last byte is in the ring, must end
-        the sender now (as a pipe's writer ends), not when a receiver makes room.
-        What such a look reads waits in `held` for room."""
+        Input is read straight into the ring, once fd is readable (a wait that a
+        signal ends), and the read and the head that publishes it happen with
+        signals held: bytes taken from stdin always reach the ring. While the
+        ring is full, the input's end is looked for too (without reading): the
+        sender then ends once its last byte is in the ring, as a pipe's writer
+        does, not when a receiver makes room."""
+        from ipctool.api import interrupts_deferred, wait_fd
+
         h, data, capacity = self.header, self.data, self.capacity
         deadline = Deadline(timeout)
         head = int(h.head)
-        held = memoryview(b"")
+        kind = os.fstat(fd).st_mode
         while True:
-            free = self.wait_room(head, deadline, None if held else lambda: readable(fd))
+            free = self.wait_room(head, deadline, lambda: input_ended(fd, kind))
             if not free:
-                held = memoryview(os.read(fd, HELD_READ))
-                if not held:
-                    return head
-                continue
+                return head
+            if not ready_now(fd):
+                wait_fd(fd, select.POLLIN, timeout=None, obj="stdin")
             at = head % capacity
-            size = min(free, capacity - at, CHUNK)
-            if held:
-                got = min(size, len(held))
-                data[at : at + got] = held[:got]
-                held = held[got:]
-            else:
-                got = os.readv(fd, [data[at : at + size]])
-                if not got:
-                    return head
-            head += got
-            h.head = head
-            self.notify(receiver=True)
+            with interrupts_deferred():
+                # Readable, so this does not block (unless another process shares
+                # the pipe and took the bytes first).
+                got = os.readv(fd, [data[at : at + min(free, capacity - at, CHUNK)]])
+                if got:
+                    head += got
+                    h.head = head
+                    self.notify(receiver=True)
+            if not got:
+                return head
             deadline.restart()
 
     def receive_to(self, fd: int, timeout: float | None) -> int:
@@ -338,11 +339,27 @@ class Ring:
             deadline.restart()
 
 
-def readable(fd: int) -> bool:
+def ready_now(fd: int) -> bool:
     """fd has data or its end to read now (a regular file always has)."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
+
+
+def input_ended(fd: int, kind: int) -> bool:
+    """The input is at its end, seen without reading it: a pipe whose writers
+    are gone and that holds nothing, a regular file read to its size. For other
+    kinds (a terminal, a socket) it cannot be told without taking bytes: False."""
+    if stat.S_ISFIFO(kind):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return any(not ev & select.POLLIN and ev & select.POLLHUP for _, ev in poller.poll(0))
+    if stat.S_ISREG(kind):
+        try:
+            return os.lseek(fd, 0, os.SEEK_CUR) >= os.fstat(fd).st_size
+        except OSError:
+            return False
+    return False
 
 
 def write_some(fd: int, view: memoryview) -> int:

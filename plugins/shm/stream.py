@@ -93,20 +93,22 @@ def run_side(
 ) -> None:
     """One side of a stream over the ring `opener` maps (creating its memory if
     missing: then the ring's made_for_stream is set, and only then is it removed)."""
-    from ipctool.api import require_stdio
+    from ipctool.api import interrupts_deferred, require_stdio
 
     fd = 0 if sending else 1
     require_stdio(fd)  # closed, or a directory as stdin: before anything is made
-    segment, the_ring = opener()
-    the_ring.still_there = segment.still_there
-    try:
-        the_ring.claim(sending)
-    except BaseException:  # another stream's ring: leave it exactly as it is
-        the_ring.release()
-        segment.close()
-        raise
+    segment = the_ring = None
+    claimed = False
     state = STOPPED
     try:
+        # Signals are held while the memory is made and the role taken: one that
+        # lands in between (a new file linked in but not yet mapped) is acted on
+        # once this finally is armed, which removes what was made.
+        with interrupts_deferred():
+            segment, the_ring = opener()
+            the_ring.still_there = segment.still_there
+            the_ring.claim(sending)  # refused: another stream's ring, left as it is
+            claimed = True
         announce_ready(label, ready_fd)
         grow_pipe(fd)
         if sending:
@@ -115,15 +117,24 @@ def run_side(
             the_ring.receive_to(fd, timeout)
         state = DONE
     finally:
-        ours = False
-        try:
+        if the_ring is not None and segment is not None:
+            close_side(segment, the_ring, claimed, state, keep, sending)
+
+
+def close_side(
+    segment: Mapped, the_ring: Ring, claimed: bool, state: int, keep: bool, sending: bool
+) -> None:
+    """Say how this side ended and remove the memory where the stream owns it."""
+    ours = False
+    try:
+        if claimed:
             the_ring.finish(sending, state)
             ours = the_ring.made_for_stream
-        finally:
-            the_ring.release()
-        if ours and not keep and (state == STOPPED or not sending):
-            segment.remove()
-        segment.close()
+    finally:
+        the_ring.release()
+    if ours and not keep and (state == STOPPED or not sending):
+        segment.remove()
+    segment.close()
 
 
 def stream_send(
