@@ -296,12 +296,6 @@ def test_a_sender_signalled_right_after_reading_drops_nothing(
 # --- a signal halfway through a large blackboard write -------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ctrl-C while send copies a large payload into an existing file lands between "
-    "the data and its end trailer: exit 130 leaves the new bytes with the old end, and "
-    "recv prints new bytes followed by old ones, which nobody sent",
-)
 def test_a_signal_during_a_large_board_write_leaves_old_or_new(
     hold: Callable[..., Held], ipctool_path: str, tmp_path: Path
 ) -> None:
@@ -363,12 +357,6 @@ def test_a_large_new_file_is_not_built_in_memory(ipctool_path: str) -> None:
     assert run("mmap", "recv", ipctool_path).stdout == b"x"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recv of a file without a trailer copies the whole file to find its first NUL: "
-    "a 256 MiB file holding a C string is an internal MemoryError with 128 MiB of memory; "
-    "it should print the string",
-)
 def test_recv_of_a_large_c_string_file_does_not_copy_it(ipctool_path: str) -> None:
     with open(ipctool_path, "wb") as f:  # sparse: a C string and holes
         f.write(b"hi\0")
@@ -377,11 +365,6 @@ def test_recv_of_a_large_c_string_file_does_not_copy_it(ipctool_path: str) -> No
     assert (done.returncode, done.stdout, done.stderr) == (0, b"hi", b"")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recv --hex builds the whole dump in memory before writing a line: an 8 MiB "
-    "board is an internal MemoryError with 64 MiB of memory; the dump should stream",
-)
 def test_hex_dump_of_a_large_board_streams(ipctool_path: str, tmp_path: Path) -> None:
     board = os.urandom(8 * MiB)
     assert run("mmap", "send", ipctool_path, input=board).code == 0

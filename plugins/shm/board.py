@@ -23,18 +23,44 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
+from typing import Protocol
 
 TRAILER_SIZE = 16
+READ_CHUNK = 1 << 20  # recv reads and prints this much at a time (a multiple of 16)
 MAGIC = int.from_bytes(b"ipctool\x01", "little")
 _TRAILER = struct.Struct("<QQ")
 
 
-def data_end(view: memoryview) -> int | None:
+class Readable(Protocol):
+    """What recv reads a board from: a memoryview of the mapping, or a FileReader."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, part: slice, /) -> bytes | memoryview: ...
+
+
+class FileReader:
+    """A file's bytes by pread, sliced like a memoryview: holes read as zeros
+    without taking a page (reading a hole of a tmpfs mapping takes one, and on a
+    full tmpfs that is SIGBUS), and nothing is read that is not asked for."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, part: slice, /) -> bytes:
+        start, stop, _ = part.indices(self.size)
+        return os.pread(self.fd, max(0, stop - start), start)
+
+
+def data_end(view: Readable) -> int | None:
     """Where ipctool's trailer says the data ends, or None without a valid trailer."""
     size = len(view)
     if size < TRAILER_SIZE:
         return None
-    end, check = _TRAILER.unpack_from(view, size - TRAILER_SIZE)
+    end, check = _TRAILER.unpack(view[size - TRAILER_SIZE : size])
     if check != end ^ MAGIC or end > size - TRAILER_SIZE:
         return None
     return int(end)
@@ -82,29 +108,47 @@ def check_no_stream(label: str, view: memoryview) -> None:
 
 
 def write(view: memoryview, offset: int, data: bytes, cstring: bool) -> None:
-    """Write data at offset and mark its end (the caller checked that it fits)."""
+    """Write data at offset and mark its end (the caller checked that it fits).
+
+    With signals held: a Ctrl-C halfway through a large copy would leave new bytes
+    under the old end mark, which recv would print as data nobody sent. The old
+    mark is voided first, so that even SIGKILL mid-copy leaves no mark vouching
+    for the mix."""
+    from ipctool.api import interrupts_deferred
+
     end = offset + len(data)
-    if cstring:
+    with interrupts_deferred():
         void_trailer(view)
         view[offset:end] = data
-        view[end] = 0
-        return
-    view[offset:end] = data
-    write_trailer(view, end)
+        if cstring:
+            view[end] = 0
+        else:
+            write_trailer(view, end)
 
 
-def content(view: memoryview, offset: int, length: int | None) -> memoryview:
-    """What recv prints: `length` bytes, else to the trailer's end, else to the first NUL."""
+def content_range(view: Readable, offset: int, length: int | None) -> tuple[int, int]:
+    """What recv prints, as (start, stop): `length` bytes, else to the trailer's
+    end, else to the first NUL."""
     if length is not None:
-        return view[offset : offset + length]
+        return offset, offset + length
     end = data_end(view)
     if end is not None:
-        return view[offset : max(offset, end)]
-    nul = bytes(view[offset:]).find(b"\0")  # one copy: memoryview has no find()
-    return view[offset:] if nul < 0 else view[offset : offset + nul]
+        return offset, max(offset, end)
+    return offset, find_nul(view, offset)
 
 
-def hex_dump(data: bytes, start: int = 0) -> Iterator[str]:
+def find_nul(view: Readable, start: int) -> int:
+    """The first NUL at or after start (or the end), looked for a chunk at a time:
+    a large segment holding a short C string is not copied whole."""
+    size = len(view)
+    for at in range(start, size, READ_CHUNK):
+        found = bytes(view[at : min(size, at + READ_CHUNK)]).find(b"\0")  # no find() on views
+        if found >= 0:
+            return at + found
+    return size
+
+
+def hex_rows(data: bytes, start: int) -> Iterator[str]:
     """Lines as `hexdump -C` writes them: offset, 16 bytes in hex, the printable ones."""
     for at in range(0, len(data), 16):
         row = data[at : at + 16]
@@ -112,7 +156,6 @@ def hex_dump(data: bytes, start: int = 0) -> Iterator[str]:
         right = " ".join(f"{b:02x}" for b in row[8:])
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
         yield f"{start + at:08x}  {left:<23}  {right:<23}  |{text}|"
-    yield f"{start + len(data):08x}"
 
 
 # --- what the shm and mmap verbs share around the layout ------------------------
@@ -154,14 +197,14 @@ def too_large(
 
 def print_content(
     label: str,
-    view: memoryview,
+    view: Readable,
     offset: int,
     length: int | None,
     as_hex: bool,
     ready_fd: int | None,
     noun: str,
 ) -> None:
-    """recv's blackboard output: the data from `offset` (see content()), raw or
+    """recv's blackboard output: the data from `offset` (see content_range), raw or
     as a hex dump, once the range is checked and readiness announced."""
     from ipctool.api import UsageError, announce_ready
 
@@ -172,13 +215,18 @@ def print_content(
             label, f"{length} bytes at offset {offset} run past the {noun}'s end ({size} bytes)"
         )
     announce_ready(label, ready_fd)
-    data = content(view, offset, length)
+    start, stop = content_range(view, offset, length)
+    # A chunk at a time (a multiple of 16: hex rows stay whole), so that neither
+    # the data nor its dump is ever held whole.
+    for at in range(start, stop, READ_CHUNK):
+        part = view[at : min(stop, at + READ_CHUNK)]
+        if as_hex:
+            text = "".join(row + "\n" for row in hex_rows(bytes(part), at))
+            write_out(memoryview(text.encode()))
+        else:
+            write_out(memoryview(part))
     if as_hex:
-        text = "\n".join(hex_dump(bytes(data), offset)) + "\n"
-        write_out(memoryview(text.encode()))
-    else:
-        write_out(data)
-    data.release()
+        write_out(memoryview(f"{stop:08x}\n".encode()))
 
 
 def write_out(view: memoryview) -> None:
