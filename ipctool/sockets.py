@@ -383,6 +383,8 @@ class SocketInbox:
         raise IpcError(self.label, "a socket keeps no messages once recv ends")
 
     def translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, Ended):  # in the middle of a --stream
+            return IpcError(self.label, f"{exc} before the end of the stream")
         if isinstance(exc, OSError):
             from ipctool.errors import from_os_error
 

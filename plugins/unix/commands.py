@@ -28,10 +28,12 @@ from ipctool.api import (
     Nowait,
     Null,
     ReadyFd,
+    Stream,
     TimeoutOption,
     UsageError,
     framing_from_flags,
     new_app,
+    recv_framing,
 )
 
 app = new_app(
@@ -78,6 +80,7 @@ CountOption = Annotated[
     typer.Option("--count", "-c", metavar="N", min=1, help="Receive N messages, then end."),
 ]
 MESSAGE_TYPES = ("dgram", "seqpacket")
+STREAM_PIECE = 1 << 18  # --stream over datagrams: pieces well inside a socket's buffer
 
 
 def socket_type(name: str) -> int:
@@ -99,12 +102,16 @@ def check_stream_flags(name: str, **flags: bool) -> None:
         )
 
 
-def largest_datagram() -> int:
-    """The largest datagram a sender may make: its send buffer (at most twice
-    net.core.wmem_max, as setsockopt doubles it) less the kernel's 32 bytes."""
+def wmem_max() -> int:
     from ipctool.api import read_sysctl
 
-    return 2 * read_sysctl("/proc/sys/net/core/wmem_max", 212992) - 32
+    return read_sysctl("/proc/sys/net/core/wmem_max", 212992)
+
+
+def largest_datagram() -> int:
+    """The largest datagram or record: the sender's send buffer, which send raises to
+    net.core.wmem_max (the kernel doubles it), less the kernel's 32 bytes."""
+    return 2 * wmem_max() - 32
 
 
 @app.command()
@@ -114,6 +121,7 @@ def send(
     data: Data = None,
     lines: Lines = False,
     null: Null = False,
+    stream: Stream = False,
     no_reply: NoReply = False,
     nowait: Nowait = False,
     timeout: TimeoutOption = None,
@@ -136,13 +144,13 @@ def send(
     from ipctool_plugins.unix import addresses
 
     kind = socket_type(sock_type)
-    check_stream_flags(sock_type, lines=lines, null=null)
+    check_stream_flags(sock_type, lines=lines, null=null, stream=stream)
     if sock_type == "dgram" and no_reply:
         raise UsageError(None, "--no-reply: a datagram gets no reply")
     if sock_type == "stream" and nowait:
         raise UsageError(None, "--nowait is for dgram and seqpacket (a full receiver)")
     address = addresses.parse(target)
-    framing = framing_from_flags(lines, null)
+    framing = framing_from_flags(lines, null, stream)
     payload = None if data is None else bytes(data, "utf-8", "surrogateescape")
     if sock_type == "stream":
         send_bytes(address, kind, payload, not no_reply, timeout)
@@ -160,6 +168,8 @@ def connected(address: Any, kind: int, timeout: float | None) -> Any:
     addresses.connectable(address)
     sock = new_socket(socket.AF_UNIX, kind)
     try:
+        if kind != socket.SOCK_STREAM:  # room for the largest message (largest_datagram)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wmem_max())
         connect_socket(
             sock, address.sockaddr, label=address.label, timeout=timeout, reasons=reasons(kind)
         )
@@ -232,7 +242,7 @@ def send_records(
     try:
         send_messages(
             framing,
-            limit=largest_datagram(),
+            limit=STREAM_PIECE if framing is Framing.STREAM else largest_datagram(),
             create=create,
             label=address.label,
             data=data,
@@ -256,7 +266,8 @@ def print_replies(
     if not reply:
         return
     inbox = SocketInbox(sock, label, bufsize=largest_datagram() + 1, ends=True)
-    receive(inbox, framing, count=UNTIL_END, timeout=timeout)
+    shown = Framing.WHOLE if framing is Framing.STREAM else framing  # replies as they come
+    receive(inbox, shown, count=UNTIL_END, timeout=timeout)
 
 
 @app.command()
@@ -265,6 +276,7 @@ def recv(
     sock_type: SocketType = "stream",
     lines: Lines = False,
     null: Null = False,
+    stream: Stream = False,
     count: CountOption = None,
     follow: Follow = False,
     keep_open: KeepOpen = False,
@@ -308,7 +320,7 @@ def recv(
         nowait=nowait,
     )
     check_recv_flags(sock_type, count, follow, keep_open, nowait)
-    framing = framing_from_flags(lines, null)
+    framing = recv_framing(lines, null, stream, count=count or 1, follow=follow, as_json=as_json)
     address = addresses.parse(target)
     place = addresses.SocketFile(address, mode, keep, force)
     require_stdout()
