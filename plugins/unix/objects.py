@@ -97,8 +97,8 @@ class UnixSource(ObjectSource):
         if obj.kind != "file":
             raise Refused(
                 obj.target,
-                "a live socket is never removed (its file would only become unreachable); "
-                "end the process that holds it",
+                f"{obj.in_use or 'in use'}: a live socket is never removed (its file would "
+                "only become unreachable); end the process that holds it",
             )
         st = lstat_socket(obj.target)
         if (st.st_dev, st.st_ino) != (obj.extra["device"], obj.id):
