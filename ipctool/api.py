@@ -20,7 +20,7 @@ from ipctool.hookspecs import hookimpl
 from ipctool.runner import APP_SETTINGS
 
 if TYPE_CHECKING:
-    from ipctool.children import HeldSignals, exit_status, start_command
+    from ipctool.children import HeldSignals, exit_status, pass_on, start_command
     from ipctool.errors import (
         ExitCode,
         IpcError,
@@ -175,7 +175,9 @@ _LAZY = {
         ["SysvRow", "find_sysv_row", "pid_facts", "removal_errors"], "ipctool.sysv_posix"
     ),
     "ProcView": "ipctool.procfs",
-    **dict.fromkeys(["HeldSignals", "exit_status", "start_command"], "ipctool.children"),
+    **dict.fromkeys(
+        ["HeldSignals", "exit_status", "pass_on", "start_command"], "ipctool.children"
+    ),
     "announce_ready": "ipctool.ready",
     "relay": "ipctool.relay",
     **dict.fromkeys(
@@ -337,6 +339,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "parse_mode",
     "parse_posix_name",
     "parse_sysv_key",
+    "pass_on",
     "pid_alive",
     "pid_facts",
     "print_json",

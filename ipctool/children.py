@@ -30,6 +30,23 @@ def exit_status(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def pass_on(stop: BaseException, children: Sequence[Any]) -> None:
+    """A verb stopped by Ctrl-C, SIGTERM or SIGHUP (`stop`, as its handler raised it)
+    while its children started: the same signal to each still running, then wait
+    for them all (each further signal passed on too). The caller re-raises `stop`."""
+    import signal
+
+    number = signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM
+    if isinstance(stop, SystemExit) and isinstance(stop.code, int) and stop.code > 128:
+        number = signal.Signals(stop.code - 128)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(number)
+    with HeldSignals(forward_to=list(children)):
+        for child in children:
+            child.wait()
+
+
 class HeldSignals:
     """Ctrl-C, SIGTERM and SIGHUP held while a child starts (one that lands inside
     subprocess.Popen would otherwise end the verb with the child running and unknown)

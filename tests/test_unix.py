@@ -703,3 +703,34 @@ def test_another_users_listener_is_seen_but_not_probed(sock_path: str) -> None:
     finally:
         peer.kill()
         peer.wait()
+
+
+def test_seqpacket_count_not_reached_before_the_peer_closes(sock_path: str) -> None:
+    receiver = started("unix", "recv", sock_path, "-t", "seqpacket", "--count", "3", "--lines")
+    sent = run("unix", "send", sock_path, "-t", "seqpacket", "--no-reply", input=b"only one")
+    assert sent.code == 0, sent.err
+    out, err = receiver.communicate(timeout=10)
+    assert (receiver.returncode, out) == (1, b"only one\n")
+    assert err.decode() == (
+        f"ipctool: unix: {sock_path}: the peer closed the connection after 1 of 3 messages\n"
+    )
+
+
+def test_pair_passes_sigterm_on_to_both_and_waits() -> None:
+    pair = subprocess.Popen(
+        command("unix", "pair", "--", "sleep", "60", "--", "sleep", "61"),
+        stderr=subprocess.PIPE,
+    )
+    until(lambda: len(children_of(pair.pid)) == 2, pair, "both commands run")
+    sleepers = children_of(pair.pid)
+    pair.send_signal(signal.SIGTERM)
+    assert pair.wait(timeout=10) == 143
+    assert all(not os.path.exists(f"/proc/{pid}") for pid in sleepers)
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []

@@ -20,6 +20,7 @@ from ipctool.api import (
     IpcError,
     UsageError,
     exit_status,
+    pass_on,
     start_command,
 )
 
@@ -48,6 +49,9 @@ def run_pair(first: list[str], second: list[str], kind: int, fd: int | None) -> 
                 child, codes[index] = launch(command, end, fd)
                 if child is not None:
                     children.append((index, child))
+    except BaseException as stop:  # that signal: passed on to both, then pair ends by it
+        pass_on(stop, [child for _, child in children])
+        raise
     finally:
         for end in ends:
             end.close()  # each command holds its own end now; ours would keep EOF away
