@@ -21,7 +21,6 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path

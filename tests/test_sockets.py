@@ -76,6 +76,7 @@ def test_keep_open_warns_about_a_failed_connection_and_goes_on(
     seen: list[bytes] = []
 
     def handle(conn: socket.socket, peer: object) -> None:
+        conn.setblocking(True)  # serve hands over non-blocking connections
         data = conn.recv(100)
         if data == b"bad":
             raise IpcError("s", "this one failed")

@@ -132,8 +132,8 @@ def send(
     A stream's bytes pass unchanged. dgram: stdin is one datagram, or one per
     line (--lines) or NUL-terminated record (--null), or any size in pieces
     (--stream, for recv --stream); seqpacket: the same, as records on a
-    connection, and the peer's reply records are printed as recv would. Nothing listening: exit 3; --timeout bounds the connect and every
-    idle wait.
+    connection, and the peer's reply records are printed as recv would.
+    Nothing listening: exit 3; --timeout bounds the connect and every idle wait.
 
     \b
     Examples:
