@@ -12,6 +12,9 @@
 
 The receiver starts first and the sender once it listens (read from
 /proc/net/unix, polled; the wait is part of the time, for every case alike).
+Each pair is timed twice: from the receiver's start (both start-ups in the
+time), and "(listener up)" from the sender's start, the receiver already
+listening, as a service is when something sends to it.
 Figures are time ratios (lower is better), end to end and steady state (the
 same paths moving 1/16 of the data in every round, subtracted). Targets
 (issue 7): ipctool at most 0.5x socat's default time and 0.8x socat -b 131072's.
@@ -65,9 +68,10 @@ def head_cat(bench: Bench, source: Proc | Path, sink: Path | None = None) -> flo
     return bench.run(Proc(["cat"], stdin=source, stdout=sink))
 
 
-def pair(receiver: list[str], sender: list[str]) -> Callable[..., float]:
+def pair(receiver: list[str], sender: list[str], up: bool = False) -> Callable[..., float]:
     """A transfer: `receiver PATH-args` to sink, then `source | sender PATH-args`;
-    "{path}" in either is the socket's path."""
+    "{path}" in either is the socket's path. up: the clock starts with the sender,
+    the receiver listening already (a server that is up)."""
 
     def transfer(bench: Bench, source: Proc | Path, sink: Path | None = None) -> float:
         path = bench.path("sock")
@@ -75,7 +79,9 @@ def pair(receiver: list[str], sender: list[str]) -> Callable[..., float]:
         send = [arg.replace("{path}", str(path)) for arg in sender]
         try:
             return bench.run(
-                Proc(fill, stdout=sink, ready=listening(path)), Proc(send, stdin=source)
+                Proc(fill, stdout=sink, ready=listening(path)),
+                Proc(send, stdin=source),
+                clock_from=1 if up else 0,
             )
         finally:
             if path.exists():  # nc leaves its socket file
@@ -84,19 +90,23 @@ def pair(receiver: list[str], sender: list[str]) -> Callable[..., float]:
     return transfer
 
 
-TRANSFERS: dict[str, Callable[..., float]] = {
-    "head | cat": head_cat,
-    "ipctool unix": pair(
-        [IPCTOOL, "unix", "recv", "{path}"], [IPCTOOL, "unix", "send", "{path}"]
+PAIRS = {
+    "ipctool unix": ([IPCTOOL, "unix", "recv", "{path}"], [IPCTOOL, "unix", "send", "{path}"]),
+    "socat": (
+        ["socat", "-u", "UNIX-LISTEN:{path}", "-"],
+        ["socat", "-u", "-", "UNIX-CONNECT:{path}"],
     ),
-    "socat": pair(
-        ["socat", "-u", "UNIX-LISTEN:{path}", "-"], ["socat", "-u", "-", "UNIX-CONNECT:{path}"]
-    ),
-    "socat -b 128K": pair(
+    "socat -b 128K": (
         ["socat", "-b", "131072", "-u", "UNIX-LISTEN:{path}", "-"],
         ["socat", "-b", "131072", "-u", "-", "UNIX-CONNECT:{path}"],
     ),
-    "nc": pair(["nc", "-lU", "{path}"], ["nc", "-N", "-U", "{path}"]),
+    "nc": (["nc", "-lU", "{path}"], ["nc", "-N", "-U", "{path}"]),
+}
+UP = " (listener up)"  # the same pairs, timed from the sender's start
+TRANSFERS: dict[str, Callable[..., float]] = {
+    "head | cat": head_cat,
+    **{name: pair(*ends) for name, ends in PAIRS.items()},
+    **{name + UP: pair(*ends, up=True) for name, ends in PAIRS.items()},
 }
 
 
@@ -132,6 +142,8 @@ def body(bench: Bench) -> None:
     chosen: list[Figure] = []
     for reference in ("socat", "socat -b 128K", "nc", "head | cat"):
         chosen += figures("ipctool unix", reference, TARGETS.get(reference))
+    for reference in ("socat", "socat -b 128K", "nc"):
+        chosen += figures("ipctool unix" + UP, reference + UP, TARGETS.get(reference))
     for reference in ("socat", "socat -b 128K", "nc"):
         chosen += figures(reference, "head | cat")
     bench.report("ipctool unix against socat and nc (unix stream socket)", chosen, notes)
