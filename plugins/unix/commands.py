@@ -97,8 +97,8 @@ def check_stream_flags(name: str, **flags: bool) -> None:
     if name == "stream" and given:
         raise UsageError(
             None,
-            f"{', '.join(given)}: a stream keeps no message boundaries; "
-            "use --type dgram or seqpacket",
+            f"{', '.join(given)}: for --type dgram or seqpacket "
+            "(a stream keeps no message boundaries)",
         )
 
 
@@ -200,6 +200,8 @@ def send_bytes(
 
     if data is None:
         require_stdin()
+    if reply:
+        require_stdout()  # where the reply goes: before anything connects
     sock = connected(address, kind, timeout)
     with sock:
         send_stream(sock, label=address.label, timeout=timeout, data=data, reply=reply)
