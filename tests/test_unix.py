@@ -165,6 +165,31 @@ def test_socat_datagrams_both_ways(sock_path: str) -> None:
     listener.wait()
 
 
+def test_nc_datagrams_to_ipctool(sock_path: str) -> None:
+    """nc -Uu sends a datagram (then waits for replies: it is ended here). The other
+    way, nc -lUu connects back to a sender's address after its first datagram, so
+    it takes only senders that stay (a one-shot send is gone by then: refused)."""
+    receiver = started("unix", "recv", sock_path, "--type", "dgram")
+    sender = subprocess.Popen(["nc", "-Uu", sock_path], stdin=subprocess.PIPE)
+    try:
+        sender.stdin.write(b"via nc")
+        sender.stdin.flush()
+        assert receiver.communicate(timeout=10)[0] == b"via nc"
+    finally:
+        sender.kill()
+        sender.wait()
+
+
+def test_a_datagram_sender_has_an_address_to_answer(sock_path: str, tmp_path: Path) -> None:
+    got = tmp_path / "got"
+    with open(got, "wb") as out:
+        receiver = started("unix", "recv", sock_path, "--type", "dgram", "--json", stdout=out)
+    assert run("unix", "send", sock_path, "--type", "dgram", "--data", "x").code == 0
+    assert receiver.wait(timeout=10) == 0
+    address = json.loads(got.read_bytes())["sender"]["address"]
+    assert address.startswith("@") and len(address) == 6, address  # the kernel's autobind
+
+
 def test_an_unbound_sender_as_logger_is_received_with_its_credentials(sock_path: str) -> None:
     receiver = started("unix", "recv", sock_path, "--type", "dgram", "--json")
     logger = subprocess.run(["logger", "--socket", sock_path, "--", "hello log"], check=True)

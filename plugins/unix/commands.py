@@ -170,6 +170,10 @@ def connected(address: Any, kind: int, timeout: float | None) -> Any:
     try:
         if kind != socket.SOCK_STREAM:  # room for the largest message (largest_datagram)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wmem_max())
+        if kind == socket.SOCK_DGRAM:
+            # An address the kernel picks (@ and five hex digits): a receiver can
+            # answer, and nc -lUu, which connects back to its sender, accepts us.
+            sock.bind("")
         connect_socket(
             sock, address.sockaddr, label=address.label, timeout=timeout, reasons=reasons(kind)
         )
