@@ -759,3 +759,24 @@ def children_of(pid: int) -> list[int]:
             return [int(p) for p in f.read().split()]
     except OSError:
         return []
+
+
+def test_the_proc_fallback_sees_listeners_and_names(sock_path: str) -> None:
+    """Where sock_diag is unavailable, /proc/net/unix still gives types, states, names."""
+    from ipctool_plugins.unix import diag
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(sock_path)
+    listener.listen()
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    abstract.bind(b"\0" + os.path.basename(sock_path).encode())
+    try:
+        found = {s.inode: s for s in diag.from_proc()}
+        mine = found[os.fstat(listener.fileno()).st_ino]
+        assert (mine.name, mine.kind, mine.listening) == (sock_path, socket.SOCK_SEQPACKET, True)
+        other = found[os.fstat(abstract.fileno()).st_ino]
+        assert (other.name, other.state) == ("@" + os.path.basename(sock_path), diag.CLOSE)
+        assert diag.table().detailed  # here sock_diag answers: the fallback is not used
+    finally:
+        listener.close()
+        abstract.close()
