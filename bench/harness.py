@@ -55,13 +55,16 @@ class Proc:
     stdin: another Proc piped in (as `a | b`), bytes through a pipe (as
     `echo x |`, at most PIPE_BUF), a file, or None for /dev/null. stdout: a
     file or a FIFO (opened once its reader is there, as `cat > FIFO`), or None
-    for /dev/null. env: added to the environment.
+    for /dev/null. env: added to the environment. ready: for a process that
+    must be there before the next starts (a listener): the next starts once
+    ready() is true, polled every 0.2 ms (the wait is part of the time).
     """
 
     argv: Sequence[str]
     stdin: Proc | bytes | Path | None = None
     stdout: Path | None = None
     env: Mapping[str, str] | None = None
+    ready: Callable[[], bool] | None = None
 
     def __str__(self) -> str:
         text = " ".join(self.argv)
@@ -200,18 +203,24 @@ class Bench:
         self._names += 1
         return self.workdir / f"{stem}.{self._names}"
 
-    def run(self, *procs: Proc) -> float:
+    def run(self, *procs: Proc, clock_from: int = 0) -> float:
         """Seconds from starting the first process until all have exited.
 
         Processes start in the order given (a receiver before its sender). A
         non-zero exit or a timeout raises BenchError and kills the others.
+        clock_from: the clock starts with that process instead (those before
+        it are already running, and ready: a server that is up).
         """
         deadline = time.monotonic() + self.args.timeout
         started: list[tuple[Proc, subprocess.Popen[bytes], Path]] = []
         start = time.perf_counter()
         try:
-            for proc in procs:
+            for index, proc in enumerate(procs):
+                if index == clock_from:
+                    start = time.perf_counter()
                 self._start(proc, started, deadline)
+                if proc.ready is not None:
+                    until_ready(proc, started[-1][1], deadline)
             finished = wait_all([popen for _, popen, _ in started], deadline)
         except BaseException:
             kill_all([popen for _, popen, _ in started])
@@ -415,6 +424,17 @@ def open_output(path: Path, deadline: float, started: Sequence[subprocess.Popen[
             continue
         os.set_blocking(fd, True)
         return fd
+
+
+def until_ready(proc: Proc, popen: subprocess.Popen[bytes], deadline: float) -> None:
+    """Poll proc.ready() until true; the process ending first, or the deadline, fails."""
+    assert proc.ready is not None
+    while not proc.ready():
+        if popen.poll() is not None:
+            raise BenchError(f"`{proc}` exited {popen.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise BenchError(f"`{proc}` was never ready")
+        time.sleep(0.0002)
 
 
 def wait_all(procs: Sequence[subprocess.Popen[bytes]], deadline: float) -> bool:

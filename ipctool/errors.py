@@ -142,6 +142,7 @@ _BY_ERRNO: dict[str, type[IpcError]] = {
     "ELOOP": UsageError,
     "ENAMETOOLONG": UsageError,
     "EADDRNOTAVAIL": UsageError,
+    "EPROTOTYPE": UsageError,  # a socket of another type (unix: stream, dgram, seqpacket)
     # 6, refused: the object exists and is someone else's business (in use,
     # or already there); --force or another name is the script's choice.
     "EADDRINUSE": Refused,

@@ -215,6 +215,15 @@ def recv_framing(
 
 
 Message = tuple[bytes, Any]  # the data and what the mechanism tells with it (type, priority)
+UNTIL_END = 0  # receive(count=UNTIL_END): every message until the source ends
+
+
+class Ended(Exception):
+    """No message can come from this source again: a connection's peer closed it.
+
+    An Inbox raises it from its poller's receive or from wait(), with the reason
+    as its text ("the peer closed the connection"). recv then stops: quietly with
+    --follow or count=UNTIL_END; with --count N before N came, as an error."""
 
 
 class Inbox(Protocol):
@@ -282,7 +291,9 @@ def receive(
     """recv for any message mechanism: messages from `inbox` to stdout in `framing`.
 
     `count` messages, or with `follow` all until --timeout seconds pass without
-    one (then exit 0) or Ctrl-C; --stream: one whole stream. nowait: never wait
+    one (then exit 0) or Ctrl-C; count=UNTIL_END: all until the inbox raises
+    Ended (a connection's peer closed it; a --timeout is then exit 124);
+    --stream: one whole stream. nowait: never wait
     (WouldBlock, exit 5; with follow, stop quietly once nothing is waiting).
     With as_json, each message is one JSON line with `meta_key` holding its meta.
 
@@ -326,7 +337,7 @@ def _receive_messages(
     take = _taker(inbox)
     wait = _waiter(inbox, nowait, timeout)
     most = 1 if writer.pipe else BATCH
-    remaining = -1 if follow else count
+    remaining = -1 if follow or count == UNTIL_END else count
     while remaining:
         with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
             batch, failure = take(most if remaining < 0 else min(most, remaining))
@@ -347,6 +358,10 @@ def _receive_messages(
                     remaining -= 1
             if batch:
                 _deliver(inbox, writer, batch)
+        if isinstance(failure, Ended):
+            if remaining < 0:
+                break
+            raise IpcError(inbox.label, f"{failure} after {count - remaining} of {count} messages")
         if failure is not None:
             if not inbox.recover(failure):
                 raise inbox.translate(failure) from None

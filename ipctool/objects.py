@@ -212,6 +212,9 @@ class ObjectSource:
     # clean --stale only in a place the user names (a directory), never over the
     # whole listing: for mechanisms whose objects are ordinary files.
     stale_needs_scope = False
+    # `clean TARGET --force` removes an object in use. False where remove() refuses
+    # one anyway (a live socket): clean's refusal then offers no --force.
+    force_removes_in_use = True
 
     def objects(self, proc: Any, scope: str | None = None) -> Iterable[IpcObject]:
         """Every object this user can see; with a scope (see is_scope), those in it."""
@@ -234,6 +237,10 @@ class ObjectSource:
     def limits(self) -> dict[str, Any]:
         """The kernel's limits for this mechanism (name -> value, or groups of them)."""
         return {}
+
+    def unremovable(self, obj: IpcObject) -> str:
+        """Why `clean` cannot remove an object that is not `removable` (exit 4)."""
+        return f"{self.noun} cannot be removed by this user"
 
     def stale(self, obj: IpcObject, older_than: float) -> bool:
         """Whether clean --stale may remove it; override for other rules."""

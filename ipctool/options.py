@@ -90,3 +90,19 @@ ReadyFd = Annotated[
         "to fd N and close it; or set IPCTOOL_READY_FD=N.",
     ),
 ]
+KeepOpen = Annotated[
+    bool,
+    typer.Option(
+        "--keep-open",
+        "-k",
+        help="Serve connections one after another (until Ctrl-C, or --timeout seconds "
+        "without a new one).",
+    ),
+]
+NoReply = Annotated[
+    bool,
+    typer.Option(
+        "--no-reply",
+        help="End once stdin is sent (half-closed): do not wait for the peer's reply.",
+    ),
+]

@@ -7,7 +7,9 @@ or the object to stdout. The way bytes move depends on what the two ends are:
 - splice(2) when either end is a pipe or FIFO: the kernel moves pages, no
   copy through Python (pipes are grown to /proc/sys/fs/pipe-max-size first);
 - sendfile(2) when the source is a regular file (to a socket, a file...);
-- read into one reused buffer and write it out, for the rest (socket to socket).
+- splice(2) through a pipe of our own when neither end is a pipe (a socket to
+  a file, /dev/null or another socket): the bytes never enter Python;
+- read into one reused buffer and write it out, for the rest (a terminal).
 
 A combination the kernel refuses (EINVAL before anything moved: a tty, a file
 opened O_APPEND) falls back to the next way. Waits go through wait_fds, so an
@@ -18,6 +20,11 @@ any writer reads as EOF at once: wait_fd(fd, POLLIN) for its first byte first.
 Errors are told apart by which end they come from: EPIPE or ECONNRESET on our
 own stdout is StdoutClosed (a quiet 141); on the object it is an error line
 naming it ("reader closed the FIFO", exit 1); stdin's errors name stdin.
+
+A `Backflow` moves the other way at the same time, for a connection's replies:
+`relay(0, sock, backflow=Backflow(sock, 1))` sends stdin while it prints what
+the peer answers meanwhile, so a peer that echoes (and stops reading while its
+answer waits) never deadlocks the sender.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ _WRITE_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ENOSPC, er
 _GONE_ERRNOS = {errno.EPIPE, errno.ECONNRESET}
 _UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}
 _HANGUP = select.POLLERR | select.POLLHUP
+_ALWAYS = _HANGUP | select.POLLNVAL  # poll reports these whatever was asked
 
 
 class _Unsupported(Exception):
@@ -79,6 +87,7 @@ def relay(
     obj: str | None = None,
     watch_stdout: bool = False,
     peer_gone: str | None = None,
+    backflow: Backflow | None = None,
 ) -> int:
     """Move everything from `src` to `dst` until EOF; returns the bytes moved.
 
@@ -88,8 +97,10 @@ def relay(
     (EPIPE, ECONNRESET, or a hangup seen while waiting), e.g. "reader closed
     the FIFO". With watch_stdout, a stdout pipe that is not one of the ends is
     watched too (its reader going away ends the relay with StdoutClosed).
+    `backflow` moves the opposite direction whenever the relay would wait (see
+    Backflow); its progress counts against the idle timeout too.
     """
-    moving = _Relay(src, dst, idle_timeout, obj, watch_stdout, peer_gone)
+    moving = _Relay(src, dst, idle_timeout, obj, watch_stdout, peer_gone, backflow)
     # Not a @contextmanager: a Ctrl-C landing as its with-block ends is raised
     # before the generator resumes, which then runs its clean-up only when
     # collected, after the descriptors were closed (a traceback on stderr).
@@ -109,10 +120,12 @@ class _Relay:
         obj: str | None,
         watch_stdout: bool,
         peer_gone: str | None,
+        backflow: Backflow | None = None,
     ) -> None:
         self.src = _End(src, "stdin" if src == STDIN else obj)
         self.dst = _End(dst, "stdout" if dst == STDOUT else obj)
         self.deadline = Deadline(idle_timeout)
+        self.backflow = backflow
         self.obj = obj
         self.watch_stdout = watch_stdout
         self.peer_gone = peer_gone
@@ -151,6 +164,8 @@ class _Relay:
             ways.append(self.splice)
         if self.src.file:
             ways.append(self.sendfile)
+        if not (self.src.pipe or self.dst.pipe or self.src.tty or self.dst.tty):
+            ways.append(self.splice_through_pipe)
         ways.append(self.copy)
         for way in ways:
             try:
@@ -198,6 +213,66 @@ class _Relay:
             if not n:
                 return self.moved
             self._progress(n)
+
+    def splice_through_pipe(self) -> int:
+        """Neither end is a pipe: splice into a pipe of our own and out of it.
+
+        What one splice took from the source is spliced out before a Ctrl-C acts
+        (as copy() writes what it read). Should the destination refuse splice
+        after the first bytes came in, they are written out of the pipe and the
+        rest goes by copy()."""
+        from ipctool.interrupts import interrupts_deferred
+
+        inner, outer = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            chunk = max(self.chunk, _grow_pipe(outer))
+            flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+            while True:
+                with interrupts_deferred():
+                    n = self._splice_in(outer, chunk, flags)
+                    if n:
+                        self._splice_out(inner, n, flags)
+                if n is None:
+                    self._wait_readable()
+                    continue
+                if not n:
+                    return self.moved
+        finally:
+            os.close(inner)
+            os.close(outer)
+
+    def _splice_in(self, pipe: int, chunk: int, flags: int) -> int | None:
+        """Bytes spliced from the source into our pipe (0 at EOF; None: none yet)."""
+        try:
+            return os.splice(self.src.fd, pipe, chunk, flags=flags)
+        except BlockingIOError:
+            return None
+        except OSError as err:
+            if self.moved == 0 and err.errno in _UNSUPPORTED:
+                raise _Unsupported from err
+            raise self._error(err, self.src) from None
+
+    def _splice_out(self, pipe: int, n: int, flags: int) -> None:
+        while n:
+            try:
+                done = os.splice(pipe, self.dst.fd, n, flags=flags)
+            except BlockingIOError:
+                self._wait_writable()
+                continue
+            except OSError as err:
+                if self.moved == 0 and err.errno in _UNSUPPORTED:
+                    self._drain(pipe, n)
+                    raise _Unsupported from err
+                raise self._error(err, self.dst) from None
+            n -= done
+            self._progress(done)
+
+    def _drain(self, pipe: int, n: int) -> None:
+        """Write out the n bytes our pipe holds, the destination refusing splice."""
+        buffer = bytearray(n)
+        got = os.readv(pipe, [buffer])
+        self._write_all(memoryview(buffer), got)
+        self._progress(got)
 
     def copy(self) -> int:
         """read into one reused buffer, write it out (partial writes resumed)."""
@@ -259,20 +334,42 @@ class _Relay:
         watched = [(self.src.fd, select.POLLIN)]
         if self.dst.can_hang_up:
             watched.append((self.dst.fd, 0))
-        revents = wait_fds(
-            watched, timeout=self.deadline, obj=self.obj, watch_stdout=self.watch_stdout
-        )
+        revents = self._wait(watched)
         if len(revents) > 1 and revents[1] & _HANGUP:
             raise self._gone(self.dst)
 
     def _wait_writable(self) -> None:
         """Until the destination takes more (or has failed: the write then says how)."""
-        wait_fds(
-            [(self.dst.fd, select.POLLOUT)],
-            timeout=self.deadline,
-            obj=self.obj,
-            watch_stdout=self.watch_stdout,
-        )
+        self._wait([(self.dst.fd, select.POLLOUT)])
+
+    def _wait(self, watched: list[tuple[int, int]]) -> list[int]:
+        """wait_fds on `watched`, moving the backflow whenever it can meanwhile;
+        returns once one of `watched` is ready (their revents). One fd may be in
+        both (a connection's socket): poll takes it once, with both its events."""
+        back = self.backflow
+        while True:
+            extra = back.watched() if back is not None else []
+            merged: dict[int, int] = {}
+            for fd, events in watched + extra:
+                merged[fd] = merged.get(fd, 0) | events
+            ready = dict(
+                zip(
+                    merged,
+                    wait_fds(
+                        list(merged.items()),
+                        timeout=self.deadline,
+                        obj=self.obj,
+                        watch_stdout=self.watch_stdout,
+                    ),
+                    strict=True,
+                )
+            )
+            woke = back is not None and any(ready[fd] & (ev | _ALWAYS) for fd, ev in extra)
+            if woke and back is not None and back.step():
+                self.deadline.restart()
+            mine = [ready[fd] & (events | _ALWAYS) for fd, events in watched]
+            if any(mine):
+                return mine
 
     def _wait_for_either(self) -> None:
         """splice said EAGAIN: the source is empty, or the destination full."""
@@ -326,3 +423,92 @@ def _grow_pipe(fd: int) -> int:
         if err.errno not in (errno.EPERM, errno.EBUSY):
             raise
     return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+
+
+class Backflow:
+    """The other direction of a connection, moved while a relay waits for its own.
+
+    `relay(0, sock, backflow=Backflow(sock, 1, obj))` sends stdin to the peer
+    and meanwhile writes what the peer sends back (its replies) to stdout, or
+    drops it when `dst` is None. Each step moves only what can move without
+    waiting; a peer that answers while it is being sent to (an echo server,
+    which stops reading while its answer waits) then never deadlocks the
+    sender. `done` once the peer has sent all it will (its end of data): the
+    caller relays what is left after its own direction ends, if not done.
+    """
+
+    def __init__(self, src: int, dst: int | None, obj: str | None = None) -> None:
+        self.src = src
+        self.dst = dst
+        self.obj = obj
+        self.done = False
+        self.dst_full = False  # stdout took nothing more at the last step
+        self.pipe = dst is not None and _End(dst, "stdout").pipe
+        self.buffer: bytearray | None = None
+
+    def watched(self) -> list[tuple[int, int]]:
+        if self.done:
+            return []
+        if self.dst_full and self.dst is not None:
+            return [(self.dst, select.POLLOUT)]
+        return [(self.src, select.POLLIN)]
+
+    def step(self) -> bool:
+        """Move what can move now; whether anything did (or the end came)."""
+        try:
+            moved = self._splice() if self.pipe else self._copy()
+        except OSError as err:
+            raise self._error(err) from None
+        if moved == 0:
+            self.done = True
+            return True
+        return moved is not None and moved > 0
+
+    def _splice(self) -> int | None:
+        """Into a stdout pipe; None when the peer has nothing or stdout is full."""
+        assert self.dst is not None
+        flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+        total = 0
+        while True:
+            try:
+                n = os.splice(self.src, self.dst, CHUNK, flags=flags)
+            except BlockingIOError:
+                self.dst_full = _ready_now(self.src, select.POLLIN)
+                return total or None
+            self.dst_full = False
+            if not n:
+                return total or 0
+            total += n
+
+    def _copy(self) -> int | None:
+        """Read what the peer sent, write it out whole (or drop it)."""
+        from ipctool.interrupts import interrupts_deferred
+
+        if self.buffer is None:
+            self.buffer = bytearray(CHUNK)
+        with interrupts_deferred():  # what was read is written before a Ctrl-C acts
+            try:
+                n = os.readv(self.src, [self.buffer])
+            except BlockingIOError:
+                return None
+            if n and self.dst is not None:
+                _write_fully(self.dst, memoryview(self.buffer)[:n])
+        return n
+
+    def _error(self, err: OSError) -> BaseException:
+        if isinstance(err, StdoutClosed):
+            return err
+        if err.errno == errno.EPIPE:  # only a write fails so: stdout's reader left
+            return StdoutClosed(errno.EPIPE, "stdout: reader went away")
+        return from_os_error(self.obj, err)
+
+
+def _write_fully(fd: int, view: memoryview) -> None:
+    """Write all of view to fd (stdout), waiting while it is full; EPIPE is stdout's."""
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            wait_fds([(fd, select.POLLOUT)], timeout=None, obj="stdout")
+        except BrokenPipeError:
+            raise StdoutClosed(errno.EPIPE, "stdout: reader went away") from None

@@ -19,6 +19,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -265,14 +266,23 @@ def round_trip(case: ContractCase, target: str, payload: bytes) -> bytes:
         return got.stdout
     started = start_receiver(*recv_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     receiver = started.process
+    # The receiver's output is read while send runs: a send that ends only once
+    # its peer has closed (a connection's, waiting for a reply) would otherwise
+    # wait for a receiver stalled on a full stdout pipe.
+    outputs: list[tuple[bytes, bytes]] = []
+    reader = threading.Thread(target=lambda: outputs.append(receiver.communicate(timeout=60)))
+    reader.start()
     try:
         sent = send(receiver.pid, started.target)  # as announced: a listener's real port
         assert sent.code == 0, sent.err
-        out, err = receiver.communicate(timeout=30)
+        reader.join(60)
+        assert outputs, "the receiver did not end"
+        out, err = outputs[0]
         assert receiver.returncode == 0, err
         return out
     finally:
         receiver.kill()
+        reader.join(60)
         receiver.wait()
 
 

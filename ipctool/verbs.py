@@ -118,10 +118,11 @@ def refusal(obj: IpcObject, force: bool) -> str | None:
 def clean_named(source: ObjectSource, obj: IpcObject, *, force: bool, dry_run: bool) -> str:
     """`clean TARGET`: every reason not to is an error with its own exit code."""
     if not obj.removable:
-        raise PermissionDenied(obj.target, f"{source.noun} cannot be removed by this user")
+        raise PermissionDenied(obj.target, source.unremovable(obj))
     reason = refusal(obj, force)
     if reason:
-        raise Refused(obj.target, f"{reason}; --force removes it anyway")
+        forceable = source.force_removes_in_use or not obj.in_use
+        raise Refused(obj.target, f"{reason}; --force removes it anyway" if forceable else reason)
     if not dry_run:
         source.remove(obj)
     return "would remove" if dry_run else "removed"

@@ -27,6 +27,7 @@ EXPECTED = {
     errno.ELOOP: ExitCode.USAGE,
     errno.ENAMETOOLONG: ExitCode.USAGE,
     errno.EADDRNOTAVAIL: ExitCode.USAGE,
+    errno.EPROTOTYPE: ExitCode.USAGE,
     errno.EADDRINUSE: ExitCode.REFUSED,
     errno.EBUSY: ExitCode.REFUSED,
     errno.EEXIST: ExitCode.REFUSED,

@@ -207,6 +207,26 @@ def test_sem_recv_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert not modules & {"ipctool.relay", "ipctool_plugins.sem.objects"}
 
 
+def test_unix_send_imports_only_what_it_uses(tmp_path: Path) -> None:
+    import contextlib
+
+    from ipctool.testing import start_receiver, unique_path
+
+    path = unique_path(".sock")
+    receiver = start_receiver("unix", "recv", path, stdout=subprocess.DEVNULL).process
+    try:
+        modules = imported_modules(tmp_path, "unix", "send", path, input=b"x")
+        assert receiver.wait(timeout=10) == 0
+    finally:
+        receiver.kill()
+        receiver.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    assert {"socket", "ipctool.sockets", "ipctool.relay"} <= modules
+    assert not modules & {"rich", "sysv_ipc", "posix_ipc", "ipctool.sockdiag"}
+    assert not modules & {"ipctool_plugins.unix.objects", "ipctool_plugins.unix.diag"}
+
+
 def test_version_no_args_and_unknown_commands() -> None:
     from ipctool import __version__
 

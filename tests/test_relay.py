@@ -304,3 +304,76 @@ def test_relay_in_another_thread() -> None:
     worker.start()
     worker.join(30)
     assert results == [(len(MIB), MIB)]
+
+
+def test_socket_into_a_file_opened_for_appending() -> None:
+    """Neither end a pipe: relay splices through a pipe of its own; a destination
+    that refuses splice (O_APPEND) gets what was in that pipe, then the rest by copy."""
+    moved, got = through("socket", "file", [MIB[:300_000], MIB[300_000:]], append=True)
+    assert (moved, got == MIB) == (len(MIB), True)
+
+
+def echo_peer(sock: socket.socket) -> threading.Thread:
+    """A peer that sends back all it reads, and reads no more while its answer waits
+    (the lecture's echo server in a loop)."""
+
+    def serve() -> None:
+        while data := sock.recv(1 << 16):
+            sock.sendall(data)
+        sock.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("dst_kind", ["pipe", "file", None])
+def test_backflow_takes_an_echo_while_sending(dst_kind: str | None) -> None:
+    """4 MiB to an echo peer: far more than both socket buffers hold, so the peer
+    stops reading until its echo is taken. The backflow takes it while relay
+    waits for room; without it neither side would move again."""
+    from ipctool.relay import Backflow
+
+    data = os.urandom(4 << 20)
+    ours, theirs = socket.socketpair()
+    peer = echo_peer(theirs)
+    with tempfile.TemporaryDirectory() as directory:
+        source = Source("pipe", [data], directory)
+        destination = Destination(dst_kind, directory) if dst_kind else None
+        back = Backflow(ours.fileno(), destination.fd if destination else None, "peer")
+        try:
+            assert relay(source.fd, ours.fileno(), obj="peer", backflow=back) == len(data)
+            ours.shutdown(socket.SHUT_WR)
+            if not back.done:
+                rest = destination.fd if destination else os.open(os.devnull, os.O_WRONLY)
+                relay(ours.fileno(), rest, obj="peer")
+        finally:
+            source.close()
+            peer.join(10)
+            ours.close()
+        if destination is not None:
+            echoed = destination.received()
+            assert hashlib.sha256(echoed).digest() == hashlib.sha256(data).digest()
+
+
+def test_backflow_reports_a_reset_and_a_closed_stdout() -> None:
+    from ipctool.relay import Backflow
+
+    ours, theirs = socket.socketpair()
+    ours.sendall(b"unread by the peer")  # closing with unread data resets the connection
+    theirs.close()
+    with pytest.raises(IpcError) as caught:
+        Backflow(ours.fileno(), None, "/tmp/s").step()
+    assert caught.value.line("unix") == "ipctool: unix: /tmp/s: connection reset by peer"
+    ours.close()
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"reply")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with pytest.raises(BrokenPipeError):  # StdoutClosed: our stdout's reader left
+            Backflow(ours.fileno(), write_end, "/tmp/s").step()
+    finally:
+        os.close(write_end)
+        ours.close()
+        theirs.close()

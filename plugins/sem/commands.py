@@ -359,12 +359,12 @@ def run_command(command: list[str]) -> int:
     waits for it, so the unit is given back only once COMMAND is gone."""
     import signal
 
-    from ipctool.api import IpcError, say
+    from ipctool.api import HeldSignals, IpcError, say, start_command
 
     child = None
     try:
         with HeldSignals():  # a signal while the child starts is acted on once it has
-            child = start(command)
+            child = start_command(command)
         if child is None:
             say(IpcError(command[0], "command not found").line("sem"))
             return 127
@@ -386,61 +386,3 @@ def run_command(command: list[str]) -> int:
                 child.wait()
         raise
     return 128 - code if code < 0 else code
-
-
-def start(command: list[str]) -> Any:
-    """The running COMMAND, or None if there is no such program."""
-    import subprocess
-
-    try:
-        return subprocess.Popen(command)
-    except FileNotFoundError:
-        return None
-
-
-class HeldSignals:
-    """Ctrl-C, SIGTERM and SIGHUP held while a child starts (one that lands inside
-    subprocess.Popen would otherwise end hold with the child running and unknown)
-    or, with forward_to, while hold waits for it: each is passed on to the child
-    at once and none ends the wait, so the unit goes back only once COMMAND is
-    gone, however many come. At the end, the first that came is raised, as its
-    handler would have."""
-
-    ENDING = ("SIGINT", "SIGTERM", "SIGHUP")
-
-    def __init__(self, forward_to: Any = None) -> None:
-        self.child = forward_to
-
-    def __enter__(self) -> "HeldSignals":
-        import signal
-
-        self.came: list[int] = []
-        self.previous: dict[int, Any] = {}
-        for name in self.ENDING:
-            number = getattr(signal, name)
-            handler = signal.getsignal(number)
-            if callable(handler):  # the verb's own unwinding (ignored ones stay ignored)
-                self.previous[number] = signal.signal(number, self._record)
-        return self
-
-    def _record(self, number: int, frame: object) -> None:
-        self.came.append(number)
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(number)
-
-    def raise_first(self) -> None:
-        """The first signal that came, raised as its own handler would have."""
-        import signal
-
-        if self.came and self.came[0] == signal.SIGINT:
-            raise KeyboardInterrupt
-        if self.came:
-            raise SystemExit(128 + self.came[0])
-
-    def __exit__(self, *exc: object) -> None:
-        import signal
-
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
-        if exc[0] is None and self.child is None:
-            self.raise_first()
