@@ -501,3 +501,23 @@ def test_recv_of_a_sparse_object_on_a_full_dev_shm_reads_its_holes(
     assert (done.returncode, done.stderr) == (0, b"")
     expected = b"00000000  68 65 6c 6c 6f" if hex_dump else b"hello"
     assert done.stdout.startswith(expected), done.stdout[:80]
+
+
+def test_recv_of_a_large_sparse_object_reads_only_what_it_prints(ipctool_name: str) -> None:
+    """A 256 MiB object holding a C string: recv with 128 MiB of memory prints it
+    (a whole copy to find the NUL would not fit)."""
+    path = "/dev/shm" + ipctool_name
+    with open(path, "wb") as f:  # sparse: the string, then a hole
+        f.write(b"hi\0")
+        f.truncate(256 << 20)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (128 << 20, 128 << 20))
+
+    try:
+        done = subprocess.run(
+            command("shm", "recv", ipctool_name), capture_output=True, preexec_fn=limited
+        )
+    finally:
+        os.unlink(path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"hi", b"")

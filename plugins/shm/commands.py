@@ -233,6 +233,8 @@ def read_board(
 
     segment = segments.open_segment(where, readonly=True)
     try:
-        board.print_content(where.label, segment.view, offset, length, hex_dump, ready_fd, SEGMENT)
+        board.print_content(
+            where.label, segment.readable, offset, length, hex_dump, ready_fd, SEGMENT
+        )
     finally:
         segment.close()

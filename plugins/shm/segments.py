@@ -11,7 +11,7 @@ import ctypes
 import errno
 import mmap
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import posix_ipc
 import sysv_ipc
@@ -24,6 +24,9 @@ from ipctool.api import (
     from_os_error,
     signed_key,
 )
+
+if TYPE_CHECKING:
+    from ipctool_plugins.shm.board import Readable
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
@@ -42,10 +45,11 @@ class Segment:
         self.handle = handle  # sysv_ipc.SharedMemory, or (mmap, fd, inode) for POSIX
         self.kind = kind
         self.created = False
+        self.readable: Readable = view  # what recv reads (a FileReader for a sparse object)
 
     @property
     def size(self) -> int:
-        return len(self.view)
+        return len(self.readable)
 
     @property
     def address(self) -> int:
@@ -173,13 +177,12 @@ def map_posix(name: str, fd: int, readonly: bool) -> Segment:
     if readonly and st.st_blocks * 512 < st.st_size:
         # Sparse (another program sized it with ftruncate): reading a hole through
         # a mapping takes a page from tmpfs, SIGBUS on a full /dev/shm; pread
-        # gives its zeros without one. A copy, so only for such objects.
-        try:
-            copy = os.pread(fd, st.st_size, 0)
-        except OSError as err:
-            os.close(fd)
-            raise from_os_error(name, err) from None
-        return Segment(name, memoryview(copy), (None, fd, st.st_ino), "posix")
+        # gives its zeros without one, and reads only what recv asks for.
+        from ipctool_plugins.shm.board import FileReader
+
+        segment = Segment(name, memoryview(b""), (None, fd, st.st_ino), "posix")
+        segment.readable = FileReader(fd, st.st_size)
+        return segment
     if st.st_size:
         access = mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE
         try:
