@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     )
     from ipctool.options import Timeout as TimeoutOption
     from ipctool.output import data_fields, json_line, print_json, print_table, printable
+    from ipctool.paths import files_of_kind
     from ipctool.procfs import ProcView
     from ipctool.ready import announce_ready
     from ipctool.relay import relay
@@ -145,6 +146,7 @@ _LAZY = {
             "from_os_error",
             "naming",
             "say",
+    "scratch_dirs",
         ],
         "ipctool.errors",
     ),
@@ -178,6 +180,7 @@ _LAZY = {
         ["SysvRow", "find_sysv_row", "pid_facts", "removal_errors"], "ipctool.sysv_posix"
     ),
     "ProcView": "ipctool.procfs",
+    **dict.fromkeys(["files_of_kind", "scratch_dirs"], "ipctool.paths"),
     **dict.fromkeys(
         ["HeldSignals", "exit_status", "pass_on", "start_command"], "ipctool.children"
     ),
@@ -323,6 +326,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "connect_socket",
     "data_fields",
     "exit_status",
+    "files_of_kind",
     "find_sysv_row",
     "format_key",
     "framing_from_flags",

@@ -2,7 +2,7 @@
 
 Listed: one FIFO by path; every FIFO directly in a directory; with no target,
 every FIFO some process holds open plus every FIFO directly in the usual
-scratch directories (SCRATCH_DIRS and $XDG_RUNTIME_DIR). In use: a process
+scratch directories (the core's: /tmp, /var/tmp, /dev/shm and $XDG_RUNTIME_DIR). In use: a process
 holds it open (readers and writers, from /proc). Idle: since the last read,
 write (the kernel updates a FIFO's atime and mtime as data moves).
 
@@ -19,9 +19,16 @@ import os
 import stat
 from typing import Any
 
-from ipctool.api import IpcObject, NotFound, ObjectSource, ProcView, idle_for
+from ipctool.api import (
+    IpcObject,
+    NotFound,
+    ObjectSource,
+    ProcView,
+    files_of_kind,
+    idle_for,
+    scratch_dirs,
+)
 
-SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 F_GETPIPE_SZ = 1032
 SYS_PIDFD_GETFD = 438  # the same number on every architecture (added in Linux 5.6)
 
@@ -79,20 +86,9 @@ class FifoSource(ObjectSource):
         }
 
 
-def scratch_dirs() -> list[str]:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return [d for d in (*SCRATCH_DIRS, runtime) if d and os.path.isdir(d)]
-
-
 def fifos_in(directory: str) -> list[str]:
     """Every FIFO directly in the directory (links are not followed)."""
-    try:
-        entries = list(os.scandir(directory))
-    except OSError as err:
-        from ipctool.api import from_os_error
-
-        raise from_os_error(directory, err) from None
-    return sorted(e.path for e in entries if stat.S_ISFIFO(e.stat(follow_symlinks=False).st_mode))
+    return files_of_kind(directory, stat.S_ISFIFO)
 
 
 def held_open(proc: ProcView) -> list[str]:

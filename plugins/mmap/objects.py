@@ -26,6 +26,7 @@ import stat
 import struct
 from typing import Any
 
+from ipctool import api
 from ipctool.api import IpcObject, NotFound, ObjectSource, ProcView, idle_for
 
 SCRATCH_DIRS = ("/tmp", "/var/tmp")
@@ -105,24 +106,12 @@ class MmapSource(ObjectSource):
 
 
 def scratch_dirs() -> list[str]:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return [d for d in (*SCRATCH_DIRS, runtime) if d and os.path.isdir(d)]
+    return api.scratch_dirs(SCRATCH_DIRS)
 
 
 def files_in(directory: str) -> list[str]:
     """Every regular file directly in the directory (links are not followed)."""
-    try:
-        entries = list(os.scandir(directory))
-    except OSError as err:
-        from ipctool.api import from_os_error
-
-        raise from_os_error(directory, err) from None
-    found = []
-    for entry in entries:
-        with contextlib.suppress(OSError):
-            if stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
-                found.append(entry.path)
-    return sorted(found)
+    return api.files_of_kind(directory, stat.S_ISREG)
 
 
 def shared_mapped(proc: ProcView) -> list[str]:

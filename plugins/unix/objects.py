@@ -23,11 +23,20 @@ import socket
 import stat
 from typing import Any
 
-from ipctool.api import IpcObject, NotFound, ObjectSource, ProcView, Refused, UsageError, idle_for
+from ipctool.api import (
+    IpcObject,
+    NotFound,
+    ObjectSource,
+    ProcView,
+    Refused,
+    UsageError,
+    files_of_kind,
+    idle_for,
+    scratch_dirs,
+)
 from ipctool_plugins.unix import diag
 from ipctool_plugins.unix.addresses import LIVE, STALE, kind_of, liveness
 
-SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 TYPE_NAMES = {socket.SOCK_STREAM: "stream", socket.SOCK_DGRAM: "dgram", 5: "seqpacket"}
 INODE_PREFIX, INODE_SUFFIX = "socket:[", "]"
 
@@ -146,25 +155,9 @@ def inode_of(target: str) -> int:
     return int(digits)
 
 
-def scratch_dirs() -> list[str]:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return [d for d in (*SCRATCH_DIRS, runtime) if d and os.path.isdir(d)]
-
-
 def socket_files(directory: str) -> list[str]:
     """Every socket file directly in the directory (links are not followed)."""
-    try:
-        entries = list(os.scandir(directory))
-    except OSError as err:
-        from ipctool.api import from_os_error
-
-        raise from_os_error(directory, err) from None
-    found = []
-    for entry in entries:
-        with contextlib.suppress(OSError):
-            if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
-                found.append(entry.path)
-    return sorted(found)
+    return files_of_kind(directory, stat.S_ISSOCK)
 
 
 def lstat_socket(path: str) -> os.stat_result:
