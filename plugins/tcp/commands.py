@@ -233,7 +233,7 @@ def bind_reasons() -> dict[int, str]:
     import errno
 
     return {
-        errno.EADDRINUSE: "address already in use: another socket listens on this port",
+        errno.EADDRINUSE: "address already in use: another socket holds this port",
         errno.EADDRNOTAVAIL: "not an address of this host",
         errno.EACCES: "permission denied: ports below 1024 need root (CAP_NET_BIND_SERVICE)",
     }

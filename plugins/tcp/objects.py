@@ -34,6 +34,10 @@ from ipctool.api import (
 
 INODE_PREFIX, INODE_SUFFIX = "socket:[", "]"
 ORPHAN_WHY = "no process holds it: the kernel ends it by itself"
+QUEUED_WHY = "not accepted yet: it waits in its listener's queue"
+# States of a connection no process holds that a listener has not accepted yet
+# (inode 0, as every socket no process holds): the others are closing.
+QUEUED_STATES = {"ESTAB", "SYN-RECV", "CLOSE-WAIT"}
 NEVER_REMOVED = "a TCP socket goes when the process holding it closes it"
 
 
@@ -81,18 +85,17 @@ class TcpSource(ObjectSource):
 
     def find(self, target: str, proc: ProcView) -> IpcObject:
         view = View(self.table.sockets, proc)
+        inode = inode_of(target) if target.startswith(INODE_PREFIX) else None
         for sock in self.table.sockets:
-            if view.target(sock) == target or matches_pair(sock, target):
+            if (sock.inode == inode) if inode else matches_pair(sock, target):
                 return view.socket_object(sock)
-        if target.startswith(INODE_PREFIX) and not target[len(INODE_PREFIX) : -1].isdigit():
-            raise UsageError(target, "socket:[INODE] takes a number")
         raise NotFound(target, "no such TCP socket")
 
     def remove(self, obj: IpcObject) -> None:
         raise Refused(obj.target, refusal(obj))
 
     def stale(self, obj: IpcObject, older_than: float) -> bool:
-        obj.stale_reason = obj.in_use or ORPHAN_WHY
+        obj.stale_reason = obj.in_use or unheld(obj)
         return False
 
     def unremovable(self, obj: IpcObject) -> str:
@@ -121,6 +124,13 @@ class TcpSource(ObjectSource):
         return []
 
 
+def inode_of(target: str) -> int:
+    digits = target[len(INODE_PREFIX) : -len(INODE_SUFFIX)]
+    if not (target.endswith(INODE_SUFFIX) and digits.isdigit() and int(digits)):
+        raise UsageError(target, "socket:[INODE] takes a number (as /proc/PID/fd shows it)")
+    return int(digits)
+
+
 def _port_range() -> tuple[int, int]:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
@@ -132,9 +142,14 @@ def _port_range() -> tuple[int, int]:
 
 def refusal(obj: IpcObject) -> str:
     """Why clean leaves a socket alone, and who could end it."""
-    if obj.extra.get("socket_inode") is None:
-        return ORPHAN_WHY
-    return f"never removed: {NEVER_REMOVED}; {holders(obj)} holds it"
+    return unheld(obj) or f"never removed: {NEVER_REMOVED}; {holders(obj)} holds it"
+
+
+def unheld(obj: IpcObject) -> str | None:
+    """Why no process holds the socket (None when one does)."""
+    if obj.extra.get("socket_inode") is not None:
+        return None
+    return QUEUED_WHY if obj.extra["state"] in QUEUED_STATES else ORPHAN_WHY
 
 
 def holders(obj: IpcObject) -> str:
@@ -233,11 +248,18 @@ class View:
             uid=sock.uid if sock.inode else None,  # no owner once no process holds it
             size=None if listener else sock.rqueue,
             users=users,
-            busy=None if users or not sock.inode else "held by a process not visible here",
+            busy=self._busy(sock, users),
             idle_seconds=sock.idle,
             removable=False,
             extra=self._facts(sock, users),
         )
+
+    def _busy(self, sock: InetSock, users: list[int]) -> str | None:
+        if users:
+            return None
+        if sock.inode:
+            return "held by a process not visible here"
+        return QUEUED_WHY if sock.state_name in QUEUED_STATES else None
 
     def _facts(self, sock: InetSock, users: list[int]) -> dict[str, Any]:
         peer = self.by_ends.get(ends(sock.peer, sock.local)) if sock.connected else None
@@ -290,10 +312,10 @@ def report(target: str | None, *, as_json: bool, dry_run: bool) -> None:
     else:
         every = source.objects(proc)
         entries = [entry(obj, why) for obj in every if (why := attention(obj))]
-        orphans = sum(1 for obj in every if obj.extra["socket_inode"] is None)
+        orphans = sum(1 for obj in every if unheld(obj) == ORPHAN_WHY)
     write_report(entries, as_json)
     if target is not None:
-        raise Refused(target, entries[0]["reason"] if len(entries) == 1 else NEVER_REMOVED)
+        raise Refused(target, named_refusal(named))
     ending = (
         f"; {orphans} no process holds any more, which the kernel ends by itself"
         if orphans
@@ -306,6 +328,18 @@ def report(target: str | None, *, as_json: bool, dry_run: bool) -> None:
             "ipctool: tcp: nothing to clean: no listener has connections waiting and no "
             f"connection is left half-closed (CLOSE-WAIT) by its process{ending}"
         )
+
+
+def named_refusal(named: list[IpcObject]) -> str:
+    """clean TARGET's error: never removed, and who holds what was named."""
+    if len(named) == 1:
+        return refusal(named[0])
+    pids = sorted({pid for obj in named for pid in obj.users})
+    if not pids:
+        return f"never removed: {NEVER_REMOVED}; no process here holds these {len(named)}"
+    processes = {p["pid"]: p["command"] for obj in named for p in obj.extra["processes"]}
+    who = ", ".join(f"{pid} ({processes.get(pid, '?')})" for pid in pids)
+    return f"never removed: {NEVER_REMOVED}; pid {who} holds these {len(named)}"
 
 
 def entry(obj: IpcObject, reason: str) -> dict[str, Any]:
