@@ -9,8 +9,10 @@ port, gets a port that was free when the test started (free_port).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -564,6 +566,15 @@ class Namespaces:
     def remove(self) -> None:
         for name in self.names.values():  # the veth pair goes with its namespaces
             subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+            shutil.rmtree(f"{NETNS_ETC}/{name}", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(NETNS_ETC)  # only if no other namespace has files there
+
+    def resolver(self, side: str, resolv_conf: str) -> None:
+        """The resolv.conf that `ip netns exec` puts in place of /etc/resolv.conf."""
+        directory = Path(NETNS_ETC) / self.names[side]
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "resolv.conf").write_text(resolv_conf)
 
     def command(self, side: str, *args: str) -> list[str]:
         return ["ip", "netns", "exec", self.names[side], *command("tcp", *args)]
@@ -589,6 +600,9 @@ class Namespaces:
             stop(receiver)
             raise AssertionError(f"recv in {side} never listened: {receiver.stderr.read()!r}")
         return receiver, int(line.rpartition(b":")[2])
+
+
+NETNS_ETC = "/etc/netns"  # ip netns exec NAME bind-mounts /etc/netns/NAME/* over /etc
 
 
 def ip(*args: str) -> None:
@@ -650,6 +664,36 @@ def test_only_a_port_is_not_reachable_from_another_host(hosts: Namespaces) -> No
         assert receiver.communicate(timeout=10)[0] == b"from loopback"
     finally:
         stop(receiver)
+
+
+def test_a_resolver_out_of_reach_is_exit_3(hosts: Namespaces) -> None:
+    """A name server with no route to it: the resolver fails at once, "for now"."""
+    hosts.resolver("b", "nameserver 10.214.0.53\n")  # no route in B
+    result = hosts.run("b", "send", "unresolved.example:80", input=b"x")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.endswith(
+        b"unresolved.example does not resolve for now: temporary failure in name resolution\n"
+    )
+
+
+def test_a_resolver_that_never_answers_is_ended_by_timeout_and_ctrl_c(hosts: Namespaces) -> None:
+    """A name server on the link that never answers (no such neighbour), with the
+    resolver told to wait 30 s an attempt: --timeout and Ctrl-C end the wait."""
+    hosts.resolver("b", "nameserver 10.213.0.99\noptions timeout:30 attempts:5\n")
+    timed = hosts.run("b", "send", "unresolved.example:80", "--timeout", "0.5", input=b"x")
+    assert timed.returncode == 124, timed.stderr
+    assert timed.stderr == b"ipctool: tcp: unresolved.example:80: timed out after 0.5 s\n"
+    sender = subprocess.Popen(
+        hosts.command("b", "send", "unresolved.example:80"),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # ip netns exec execs ipctool in its own process: the same pid, once it runs Python
+    until(lambda: "python" in Path(f"/proc/{sender.pid}/comm").read_text(), sender, "ipctool")
+    wait_until_blocked(sender.pid)
+    sender.send_signal(signal.SIGINT)
+    _, err = sender.communicate(timeout=20)  # the resolver alone would take minutes
+    assert (sender.returncode, err) == (130, b"")
 
 
 def test_no_route_is_exit_3(hosts: Namespaces) -> None:
