@@ -315,7 +315,7 @@ def test_256_mib_sha256_identical(tmp_path: Path) -> None:
 def test_reader_closing_early_is_quiet_and_the_sender_is_told() -> None:
     read_end, write_end = os.pipe()
     reader = subprocess.Popen(
-        ["bash", "-c", f"{IPCTOOL} tcp recv 127.0.0.1:0 | head -c 10"],
+        ["bash", "-c", f"{IPCTOOL} tcp recv 127.0.0.1:0 | head -c 10; exit ${{PIPESTATUS[0]}}"],
         env={**os.environ, "IPCTOOL_READY_FD": str(write_end)},
         pass_fds=(write_end,),
         stdout=subprocess.PIPE,
@@ -332,6 +332,7 @@ def test_reader_closing_early_is_quiet_and_the_sender_is_told() -> None:
     )
     out, err = reader.communicate(timeout=10)
     assert (out, err) == (b"x" * 10, f"ipctool: tcp: listening on 127.0.0.1:{port}\n".encode())
+    assert reader.returncode == 141  # recv's own stdout closed: quiet
     assert sender.returncode == 1, sender.stderr
     assert sender.stderr.decode() in (  # recv left unread bytes behind: reset, or closed
         f"ipctool: tcp: 127.0.0.1:{port}: the peer closed the connection\n",
