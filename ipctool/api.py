@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from ipctool.inet import HostPort, address_text, parse_host_port, resolve_addresses
     from ipctool.inetdiag import InetSock
+    from ipctool.inetdiag import destroy as destroy_inet_socket
     from ipctool.inetdiag import table as inet_table
     from ipctool.messages import (
         STREAM_CHANNEL_BASE,
@@ -274,6 +275,7 @@ _LAZY = {
 _RENAMED = {
     "TimeoutOption": ("ipctool.options", "Timeout"),
     "inet_table": ("ipctool.inetdiag", "table"),
+    "destroy_inet_socket": ("ipctool.inetdiag", "destroy"),
 }
 
 __all__ = [  # a literal list, so linters and type checkers see every name
@@ -335,6 +337,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "announce_ready",
     "connect_socket",
     "data_fields",
+    "destroy_inet_socket",
     "exit_status",
     "find_sysv_row",
     "format_key",

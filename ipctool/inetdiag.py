@@ -8,11 +8,14 @@ owner, its inode (0 for a socket no process holds any more: one the kernel
 is closing, TIME-WAIT...) and, from sock_diag only, for TCP how long since
 data last moved (tcp_info) and the socket's memory counters (drops for UDP).
 Which process holds a socket is /proc's to say (ipctool.procfs), by inode.
-Imported by inspect and clean only.
+`destroy` closes one from outside, as `ss -K` does. Imported by inspect and
+clean only.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import struct
 
@@ -37,6 +40,9 @@ REQUEST = struct.Struct("=BBBxI48x")  # inet_diag_req_v2: family, protocol, ext,
 MESSAGE_SIZE = 72  # inet_diag_msg: 4 bytes, the 48-byte id, then five u32
 TAIL = struct.Struct("=IIIII")  # expires, rqueue, wqueue, uid, inode
 INFO, SKMEMINFO = 2, 7  # attributes asked for with idiag_ext bits 1 << (n - 1)
+SOCK_ID = slice(4, 52)  # inet_diag_msg's id: ports, addresses, interface, cookie
+SOCK_DESTROY = 21
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 # struct tcp_info: 8 bytes of u8 fields, then u32s; these two are ms since data last
 # left (tcpi_last_data_sent) and came (tcpi_last_data_recv).
 LAST_DATA_SENT, LAST_DATA_RECV = 44, 52
@@ -53,6 +59,7 @@ class InetSock:
         "family",
         "idle",
         "inode",
+        "key",
         "local",
         "meminfo",
         "peer",
@@ -83,6 +90,7 @@ class InetSock:
         self.uid = uid
         self.inode = inode
         self.idle: float | None = None  # TCP: seconds since data last moved either way
+        self.key: bytes | None = None  # sock_diag's id of exactly this socket (for destroy)
         self.meminfo: tuple[int, ...] | None = None  # SK_MEMINFO_*; [8] is drops
 
     @property
@@ -147,7 +155,7 @@ def _from_message(answer: bytes) -> InetSock:
     local = socket.inet_ntop(family, answer[8 : 8 + size])
     peer = socket.inet_ntop(family, answer[24 : 24 + size])
     _, rqueue, wqueue, uid, inode = TAIL.unpack_from(answer, 52)
-    return InetSock(
+    sock = InetSock(
         family,
         state,
         (local, local_port),
@@ -157,6 +165,8 @@ def _from_message(answer: bytes) -> InetSock:
         uid=uid,
         inode=inode,
     )
+    sock.key = answer[SOCK_ID]
+    return sock
 
 
 def _fill(sock: InetSock, attrs: dict[int, bytes]) -> None:
@@ -208,3 +218,27 @@ def proc_address(field: str, family: int) -> tuple[str, int]:
     words = [int(address[i : i + 8], 16) for i in range(0, len(address), 8)]
     raw = struct.pack(f"={len(words)}I", *words)
     return socket.inet_ntop(family, raw), int(port, 16)
+
+
+def destroy(protocol: int, sock: InetSock) -> None:
+    """Close a socket from outside (sock_diag's SOCK_DESTROY, as `ss -K`): the kernel
+    finds exactly that socket by the id its table gave (addresses, ports,
+    interface, cookie), aborts it (a TCP peer gets a reset; the holder's next
+    call fails with ECONNABORTED) and frees its port. OSError with the kernel's
+    errno when it cannot: EPERM without CAP_NET_ADMIN, EOPNOTSUPP in a kernel
+    built without CONFIG_INET_DIAG_DESTROY, ENOENT once the socket is gone."""
+    from ipctool.sockdiag import HEADER, NETLINK_SOCK_DIAG, NLMSG_ERROR
+
+    if sock.key is None:  # a socket seen in /proc: the table gave no id to name it
+        raise OSError(errno.EOPNOTSUPP, "sock_diag is not available here")
+    request = REQUEST.pack(sock.family, protocol, 0, ALL_STATES)[:8] + sock.key
+    header = HEADER.pack(HEADER.size + len(request), SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, 1, 0)
+    kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+    with socket.socket(socket.AF_NETLINK, kind, NETLINK_SOCK_DIAG) as netlink:
+        netlink.sendall(header + request)
+        answer = netlink.recv(1 << 16)
+    if len(answer) >= HEADER.size + 4 and HEADER.unpack_from(answer)[1] == NLMSG_ERROR:
+        (code,) = struct.unpack_from("=i", answer, HEADER.size)
+        if code:
+            raise OSError(-code, os.strerror(-code))
+

@@ -770,11 +770,61 @@ def test_clean_reports_what_needs_attention_and_removes_nothing() -> None:
         assert f"skipped listener 127.0.0.1:{port}: 1 connection waits".encode() in text.stdout
         named = run("tcp", "clean", f"127.0.0.1:{port}")
         assert named.code == 6, named.err
-        assert f"pid {peer.pid} (python" in named.err
+        assert f"pid {peer.pid} (python" in named.err and "--force" in named.err
         assert listening_on(port) and peer.poll() is None  # nothing was touched
     finally:
         stop(peer)
     assert_one_line_error(run("tcp", "clean", f"127.0.0.1:{port}"), "tcp", 3)
+
+
+def test_clean_force_closes_one_socket_from_outside() -> None:
+    """--force closes the one socket named, as ss -K does: recv's connection (recv's
+    read fails, the peer is reset), then a listener named by its address."""
+    receiver, port = listen("127.0.0.1:0", stdout=subprocess.DEVNULL)
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        until(lambda: connections_at(port), receiver, "recv accepts")
+        wait_until_blocked(receiver.pid)
+        recv_end = f"127.0.0.1:{port},127.0.0.1:{client.getsockname()[1]}"
+        assert_one_line_error(run("tcp", "clean", "--force"), "tcp", 2)  # one socket, named
+        dry = run("tcp", "clean", recv_end, "--force", "--dry-run")
+        assert (dry.code, dry.stdout.startswith(b"would remove connection ")) == (0, True)
+        closed = run("tcp", "clean", recv_end, "--force", "--json")
+        assert closed.code == 0, closed.err
+        assert [(e["action"], e["users"]) for e in closed.json()] == [("removed", [receiver.pid])]
+        _, err = receiver.communicate(timeout=10)
+        assert receiver.returncode == 1
+        assert err.decode() == f"ipctool: tcp: 127.0.0.1:{port}: software caused connection abort\n"
+        with pytest.raises(ConnectionResetError):
+            client.recv(10)
+    finally:
+        client.close()
+        stop(receiver)
+    receiver, port = listen("127.0.0.1:0")
+    wait_until_blocked(receiver.pid)
+    closed = run("tcp", "clean", f":{port}", "--force")
+    assert closed.stdout.decode().startswith(f"removed listener 127.0.0.1:{port}: closed from ")
+    _, err = receiver.communicate(timeout=10)
+    assert receiver.returncode == 1
+    assert err.decode().endswith(": the listener was closed from outside (clean --force, ss -K)\n")
+    assert not listening_on(port)
+
+
+def test_clean_force_leaves_what_no_process_holds() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server's end closes first: it is left in TIME-WAIT
+        client.close()
+    until(lambda: any(s.local[1] == port and s.state == inetdiag.TIME_WAIT for s in sockets()))
+    waiting = next(s for s in sockets() if s.local[1] == port and s.state == inetdiag.TIME_WAIT)
+    target = f"127.0.0.1:{port},127.0.0.1:{waiting.peer[1]}"
+    record = run("tcp", "inspect", target, "--json").json()
+    assert (record["users"], record["socket_inode"], record["state"]) == ([], None, "TIME-WAIT")
+    refused = run("tcp", "clean", target, "--force")
+    assert_one_line_error(refused, "tcp", 6)
+    assert refused.err.endswith("no process holds it: the kernel ends it by itself\n")
 
 
 def test_clean_says_when_there_is_nothing_to_clean() -> None:

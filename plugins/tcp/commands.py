@@ -11,6 +11,7 @@ No `from __future__ import annotations` here: typer reads these annotations.
 socket is imported inside the verbs (start-up matters).
 """
 
+import errno
 from typing import Annotated, Any
 
 import typer
@@ -229,9 +230,11 @@ def listening(address: Any, timeout: float | None) -> tuple[Any, str]:
     return sock, label
 
 
-def bind_reasons() -> dict[int, str]:
-    import errno
+# accept on a listener closed from outside (clean --force, ss -K): not listening any more
+CLOSED = {errno.EINVAL: "the listener was closed from outside (clean --force, ss -K)"}
 
+
+def bind_reasons() -> dict[int, str]:
     return {
         errno.EADDRINUSE: "address already in use: another socket holds this port",
         errno.EADDRNOTAVAIL: "not an address of this host",
@@ -260,7 +263,9 @@ def serve(
     if picked:
         say(f"ipctool: tcp: listening on {label}")
     announce_ready(label, ready_fd)
-    serve_connections(listener, handle, label=label, keep_open=keep_open, timeout=timeout)
+    serve_connections(
+        listener, handle, label=label, keep_open=keep_open, timeout=timeout, reasons=CLOSED
+    )
 
 
 @app.command()
@@ -273,29 +278,41 @@ def clean(
         ),
     ] = None,
     stale: Stale = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Close the one socket named from outside, as ss -K does (root): its "
+            "process's next call fails, a connection's peer gets a reset.",
+        ),
+    ] = False,
     dry_run: DryRun = False,
     as_json: Json = False,
 ) -> None:
-    """Report the TCP sockets that need someone's attention; remove none.
+    """Report the TCP sockets that need someone's attention; close one only when named
+    with --force.
 
-    A TCP socket has no name to remove: it lives while a process holds it, and
-    only that process can close it (ending the process does). clean lists, with
-    the processes holding them: listeners with connections nobody has accepted,
-    and connections their peer has closed that the process never closed
-    (CLOSE-WAIT, a descriptor leak); then one line on stderr saying that nothing
-    was removed, and how many sockets no process holds any more (TIME-WAIT and
-    the like, which the kernel ends by itself). Exit 0, with "nothing to clean"
-    when there is nothing to report. clean TARGET: the one socket (or those at
-    an address), refused with the process to end (exit 6).
+    A TCP socket is never stale: it lives while a process holds it, and goes
+    when that process closes it (or ends). clean (or clean --stale) lists, with
+    the processes holding them, listeners with connections nobody has accepted
+    and connections whose peer has closed that the process never closed
+    (CLOSE-WAIT, a descriptor leak); then one line on stderr saying that
+    nothing was removed, and how many sockets no process holds any more
+    (TIME-WAIT and the like, which the kernel ends by itself). Exit 0, with
+    "nothing to clean" when there is nothing to report. clean SOCKET: refused,
+    naming its process (exit 6); with --force it is closed from outside, as
+    ss -K does (root only).
 
     \b
     Examples:
       ipctool tcp clean
       ipctool tcp clean --json
-      ipctool tcp clean 127.0.0.1:4242
+      ipctool tcp clean 127.0.0.1:4242,127.0.0.1:51234 --force
     """
     from ipctool_plugins.tcp.objects import report
 
     if stale and target is not None:
         raise UsageError(target, "--stale looks at every socket; drop the target")
-    report(target, as_json=as_json, dry_run=dry_run)
+    if force and target is None:
+        raise UsageError(None, "--force closes one socket: name it")
+    report(target, force=force, as_json=as_json, dry_run=dry_run)

@@ -11,12 +11,15 @@ connections whose either end it is; `:PORT` there means that port on any
 address.
 
 Users: the processes holding the socket (from /proc). A connection whose
-peer is on this host names the peer's processes too. Nothing is removable:
-see `report`, clean's answer.
+peer is on this host names the peer's processes too. A TCP socket is never
+stale (it lives exactly while a process holds it): clean reports what needs
+attention (`report`) and closes one named socket only with --force, from
+outside, as `ss -K` does (remove: sock_diag's SOCK_DESTROY, root only).
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 import stat
 from typing import Any
@@ -39,6 +42,13 @@ QUEUED_WHY = "not accepted yet: it waits in its listener's queue"
 # (inode 0, as every socket no process holds): the others are closing.
 QUEUED_STATES = {"ESTAB", "SYN-RECV", "CLOSE-WAIT"}
 NEVER_REMOVED = "a TCP socket goes when the process holding it closes it"
+FORCE_HINT = "--force closes it from outside (root)"
+DESTROY_REASONS = {
+    errno.EPERM: "permission denied: closing a socket from outside needs root (CAP_NET_ADMIN)",
+    errno.EOPNOTSUPP: "this kernel cannot close a socket from outside "
+    "(CONFIG_INET_DIAG_DESTROY), or has no socket table here",
+    errno.ENOENT: "closed meanwhile",
+}
 
 
 class TcpSource(ObjectSource):
@@ -51,7 +61,7 @@ class TcpSource(ObjectSource):
     )
     example_target = ":4242"
     stale_rule = "never: a TCP socket goes when its process closes it"
-    force_removes_in_use = False
+    force_removes_in_use = True  # clean SOCKET --force closes a live one from outside
     columns = (
         ("target", "target"),
         ("state", "state"),
@@ -65,6 +75,7 @@ class TcpSource(ObjectSource):
 
     def __init__(self) -> None:
         self._table: Any = None
+        self.sockets: dict[str, InetSock] = {}  # target -> the socket, for remove()
 
     @property
     def table(self) -> Any:
@@ -78,7 +89,12 @@ class TcpSource(ObjectSource):
         chosen = every if scope is None else at_address(every, scope)
         if scope is not None and not chosen:
             raise NotFound(scope, "no TCP socket at this address")
-        return [view.socket_object(s) for s in chosen]
+        return [self._object(view, s) for s in chosen]
+
+    def _object(self, view: View, sock: InetSock) -> IpcObject:
+        obj = view.socket_object(sock)
+        self.sockets[obj.target] = sock
+        return obj
 
     def is_scope(self, target: str) -> bool:
         return not (target.startswith(INODE_PREFIX) or "," in target)
@@ -88,11 +104,20 @@ class TcpSource(ObjectSource):
         inode = inode_of(target) if target.startswith(INODE_PREFIX) else None
         for sock in self.table.sockets:
             if (sock.inode == inode) if inode else matches_pair(sock, target):
-                return view.socket_object(sock)
+                return self._object(view, sock)
         raise NotFound(target, "no such TCP socket")
 
     def remove(self, obj: IpcObject) -> None:
-        raise Refused(obj.target, refusal(obj))
+        """Close the socket from outside (as ss -K): its holder's next call fails
+        with ECONNABORTED, a connection's peer gets a reset. One no process holds
+        is left to the kernel."""
+        from ipctool.api import destroy_inet_socket, naming
+
+        why = unheld(obj)
+        if why:
+            raise Refused(obj.target, why)
+        with naming(obj.target, reasons=DESTROY_REASONS):
+            destroy_inet_socket(socket.IPPROTO_TCP, self.sockets[obj.target])
 
     def stale(self, obj: IpcObject, older_than: float) -> bool:
         obj.stale_reason = obj.in_use or unheld(obj)
@@ -142,7 +167,7 @@ def _port_range() -> tuple[int, int]:
 
 def refusal(obj: IpcObject) -> str:
     """Why clean leaves a socket alone, and who could end it."""
-    return unheld(obj) or f"never removed: {NEVER_REMOVED}; {holders(obj)} holds it"
+    return unheld(obj) or f"{holders(obj)} holds it: {NEVER_REMOVED}; {FORCE_HINT}"
 
 
 def unheld(obj: IpcObject) -> str | None:
@@ -294,35 +319,52 @@ def attention(obj: IpcObject) -> str | None:
     return None
 
 
-def report(target: str | None, *, as_json: bool, dry_run: bool) -> None:
-    """clean: the sockets that need attention (each "skipped", with why and who can
-    act), then one line on stderr saying that nothing was removed. A named
-    socket (or address) is refused, exit 6."""
-    from ipctool.api import ProcView, say
+def report(target: str | None, *, force: bool, as_json: bool, dry_run: bool) -> None:
+    """clean: without a target, the sockets that need attention (each "skipped",
+    with why and who can act), then one line on stderr saying that nothing was
+    removed. With one, the sockets it names are refused (exit 6), or with
+    --force the one socket it names is closed from outside."""
+    from ipctool.api import ProcView
 
     source = TcpSource()
     proc = ProcView()
-    if target is not None:
+    if target is None:
+        survey(source, proc, as_json)
+    elif force:
+        obj = one_socket(source, target, proc)
+        if not dry_run:
+            source.remove(obj)
+        action, what = ("would remove", "to close") if dry_run else ("removed", "closed")
+        reason = f"{what} from outside; {holders(obj)} held it"
+        write_report([entry(obj, action, reason)], as_json)
+    else:
         named = (
             source.objects(proc, scope=target)
             if source.is_scope(target)
             else [source.find(target, proc)]
         )
-        entries = [entry(obj, refusal(obj)) for obj in named]
-    else:
-        every = source.objects(proc)
-        entries = [entry(obj, why) for obj in every if (why := attention(obj))]
-        orphans = sum(1 for obj in every if unheld(obj) == ORPHAN_WHY)
-    write_report(entries, as_json)
-    if target is not None:
+        write_report([entry(obj, "skipped", refusal(obj)) for obj in named], as_json)
         raise Refused(target, named_refusal(named))
+
+
+def survey(source: TcpSource, proc: ProcView, as_json: bool) -> None:
+    """clean without a target: a report of what needs attention; nothing removed."""
+    from ipctool.api import say
+
+    every = source.objects(proc)
+    entries = [entry(obj, "skipped", why) for obj in every if (why := attention(obj))]
+    write_report(entries, as_json)
+    orphans = sum(1 for obj in every if unheld(obj) == ORPHAN_WHY)
     ending = (
         f"; {orphans} no process holds any more, which the kernel ends by itself"
         if orphans
         else ""
     )
     if entries:
-        say(f"ipctool: tcp: nothing removed: {NEVER_REMOVED} ({len(entries)} listed{ending})")
+        say(
+            f"ipctool: tcp: nothing removed: {NEVER_REMOVED}, or when clean SOCKET --force "
+            f"closes it (root) ({len(entries)} listed{ending})"
+        )
     else:
         say(
             "ipctool: tcp: nothing to clean: no listener has connections waiting and no "
@@ -330,25 +372,40 @@ def report(target: str | None, *, as_json: bool, dry_run: bool) -> None:
         )
 
 
+def one_socket(source: TcpSource, target: str, proc: ProcView) -> IpcObject:
+    """The one socket --force may close: named as inspect names it, or the one
+    listener at an address."""
+    if not source.is_scope(target):
+        return source.find(target, proc)
+    listeners = [o for o in source.objects(proc, scope=target) if o.kind == "listener"]
+    if len(listeners) != 1:
+        raise UsageError(
+            target,
+            "--force closes one socket: name it as inspect does (LOCAL,PEER, "
+            f"socket:[INODE], or an address with one listener; here {len(listeners)})",
+        )
+    return listeners[0]
+
+
 def named_refusal(named: list[IpcObject]) -> str:
-    """clean TARGET's error: never removed, and who holds what was named."""
+    """clean TARGET's error: who holds what was named, and what --force does."""
     if len(named) == 1:
         return refusal(named[0])
     pids = sorted({pid for obj in named for pid in obj.users})
     if not pids:
-        return f"never removed: {NEVER_REMOVED}; no process here holds these {len(named)}"
+        return f"{NEVER_REMOVED}; no process here holds these {len(named)}"
     processes = {p["pid"]: p["command"] for obj in named for p in obj.extra["processes"]}
     who = ", ".join(f"{pid} ({processes.get(pid, '?')})" for pid in pids)
-    return f"never removed: {NEVER_REMOVED}; pid {who} holds these {len(named)}"
+    return f"pid {who} holds these {len(named)}: {NEVER_REMOVED}; {FORCE_HINT}, one at a time"
 
 
-def entry(obj: IpcObject, reason: str) -> dict[str, Any]:
+def entry(obj: IpcObject, action: str, reason: str) -> dict[str, Any]:
     return {
         "mechanism": "tcp",
         "target": obj.target,
         "kind": obj.kind,
         "id": obj.id,
-        "action": "skipped",
+        "action": action,
         "reason": reason,
         "state": obj.extra["state"],
         "users": obj.users,
@@ -364,4 +421,5 @@ def write_report(entries: list[dict[str, Any]], as_json: bool) -> None:
         print_json(entries)
         return
     for e in entries:
-        sys.stdout.write(printable(f"skipped {e['kind']} {e['target']}: {e['reason']}") + "\n")
+        line = f"{e['action']} {e['kind']} {e['target']}: {e['reason']}"
+        sys.stdout.write(printable(line) + "\n")
