@@ -126,12 +126,16 @@ def start_listening(sock: socket.socket, *, label: str, backlog: int = BACKLOG) 
 
 
 def accept_connection(
-    listener: socket.socket, *, label: str, timeout: float | Deadline | None
+    listener: socket.socket,
+    *,
+    label: str,
+    timeout: float | Deadline | None,
+    reasons: Mapping[int, str] | None = None,
 ) -> tuple[socket.socket, Any]:
     """The next connection (non-blocking) and the peer's address, waited for under
-    --timeout, Ctrl-C and a closed stdout."""
+    --timeout, Ctrl-C and a closed stdout; `reasons` word accept's errors."""
     deadline = timeout if isinstance(timeout, Deadline) else Deadline(timeout)
-    with socket_errors(label):
+    with socket_errors(label, reasons):
         while True:
             wait_fd(
                 listener.fileno(), select.POLLIN, timeout=deadline, obj=label, watch_stdout=True
@@ -154,6 +158,7 @@ def serve_connections(
     label: str,
     keep_open: bool = False,
     timeout: float | None = None,
+    reasons: Mapping[int, str] | None = None,
 ) -> int:
     """Accept a connection and `handle(conn, peer)` it; close it after, however it ends.
 
@@ -162,14 +167,17 @@ def serve_connections(
     `recv --follow --timeout`). With keep_open, a connection that fails (its
     peer reset it) is a warning line and the next one is taken; without, its
     error ends recv. A --timeout inside a connection (idle) always ends it.
-    Returns how many connections were served.
+    Returns how many connections were served. `reasons`: accept's errors in the
+    mechanism's words.
     """
     from ipctool.runner import warn
 
     served = 0
     while True:
         try:
-            conn, peer = accept_connection(listener, label=label, timeout=timeout)
+            conn, peer = accept_connection(
+                listener, label=label, timeout=timeout, reasons=reasons
+            )
         except Timeout:
             if keep_open:
                 return served

@@ -227,6 +227,21 @@ def test_unix_send_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert not modules & {"ipctool_plugins.unix.objects", "ipctool_plugins.unix.diag"}
 
 
+def test_tcp_send_imports_only_what_it_uses(tmp_path: Path) -> None:
+    from ipctool.testing import start_receiver
+
+    started = start_receiver("tcp", "recv", "127.0.0.1:0", stdout=subprocess.DEVNULL)
+    try:
+        modules = imported_modules(tmp_path, "tcp", "send", started.target, input=b"x")
+        assert started.process.wait(timeout=10) == 0
+    finally:
+        started.process.kill()
+        started.process.wait()
+    assert {"socket", "ipctool.sockets", "ipctool.relay", "ipctool.inet"} <= modules
+    assert not modules & {"rich", "sysv_ipc", "posix_ipc", "ipctool.sockdiag", "ipctool.inetdiag"}
+    assert "ipctool_plugins.tcp.objects" not in modules
+
+
 def test_version_no_args_and_unknown_commands() -> None:
     from ipctool import __version__
 
