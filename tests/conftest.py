@@ -11,6 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: on a loaded 2-core machine an example's time says
+# nothing about the code (a timed assertion in all but name), and the suite
+# measures no speed (bench/ does).
+settings.register_profile("ipctool", deadline=None)
+settings.load_profile("ipctool")
 
 from ipctool.testing import Result, run
 from ipctool.testkit import unique_key, unique_name
