@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-# No per-example deadline: on a loaded 2-core machine an example's time says
-# nothing about the code (a timed assertion in all but name), and the suite
-# measures no speed (bench/ does).
-settings.register_profile("ipctool", deadline=None)
-settings.load_profile("ipctool")
-
 from ipctool.testing import Result, run
 from ipctool.testkit import unique_key, unique_name
 from ipctool_plugins.msgq import testing as msgq
 from ipctool_plugins.sem import testing as sem
 from ipctool_plugins.shm import testing as shm
+
+# No per-example deadline: on a loaded 2-core machine an example's time says
+# nothing about the code (a timed assertion in all but name), and the suite
+# measures no speed (bench/ does).
+settings.register_profile("ipctool", deadline=None)
+settings.load_profile("ipctool")
 
 # The run tag, the leak check (ipctool_leak_check in pyproject.toml) and the
 # contract fixtures come from ipctool's own pytest plugin (ipctool/pytest_plugin.py).
