@@ -45,6 +45,7 @@ class _State:
     interrupted = False  # a Ctrl-C came while deferred and nothing has acted on it yet
     ended = 0  # the exit code of a SIGTERM or SIGHUP that came while deferred
     wakeup_read = -1  # read end of the wakeup pipe, once a wait made one
+    unwinding = False  # a signal already ends the verb: later ones must not stop its clean-up
 
 
 _state = _State()
@@ -53,7 +54,8 @@ _DEFAULT = signal.default_int_handler
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
     """SIGINT during a verb: raise, as Python's own handler does, unless deferred."""
-    if not _state.deferred:
+    if not _state.deferred and not _state.unwinding:
+        _state.unwinding = True
         raise KeyboardInterrupt
     _state.interrupted = True
 
@@ -90,17 +92,30 @@ class Ended(SystemExit):
 def _on_ending(signum: int, frame: FrameType | None) -> None:
     """SIGTERM or SIGHUP: held like Ctrl-C inside interrupts_deferred (what was
     taken from the kernel is written first), else unwinding the verb at once."""
-    if _state.deferred:
-        _state.ended = 128 + signum
+    if _state.deferred or _state.unwinding:
+        _state.ended = _state.ended or 128 + signum
         return
+    _state.unwinding = True
     raise Ended(128 + signum)
+
+
+def _on_late_ending(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGHUP once the verb is over, while the command exits: its
+    work is done and its exit code stands (the default action would make a
+    recv that took a unit end with 143, the unit kept)."""
+
+
+def _ours_to_take(number: int) -> bool:
+    return raw.getsignal(number) in (signal.SIG_DFL, _on_late_ending)
 
 
 def raise_if_ended() -> None:
     """A SIGTERM or SIGHUP held while deferred ends the command now (callers
-    have let pending handlers run: interrupted() does)."""
-    if _state.ended:
+    have let pending handlers run: interrupted() does). Not while the verb
+    already unwinds: a second signal must not stop its clean-up."""
+    if _state.ended and not _state.unwinding:
         code, _state.ended = _state.ended, 0
+        _state.unwinding = True
         raise Ended(code)
 
 
@@ -109,20 +124,27 @@ def verb_phase() -> Iterator[None]:
     """While a verb runs: Ctrl-C is KeyboardInterrupt (or deferred), and SIGTERM or
     SIGHUP unwind it too (where they would have killed it); quiet again after."""
     _install(_on_interrupt)
-    taken = [s for s in ENDING_SIGNALS if raw.getsignal(s) == signal.SIG_DFL]
+    taken = [s for s in ENDING_SIGNALS if _ours_to_take(s)]
     for ending in taken:
         raw.signal(ending, _on_ending)
+    _state.unwinding = False
     try:
         yield
     finally:
         for ending in taken:
-            raw.signal(ending, int(signal.SIG_DFL))
+            raw.signal(ending, _on_late_ending)
         _install(exit_interrupted)
+        _state.unwinding = False
 
 
 def done_phase() -> None:
-    """The command has finished and flushed: a late Ctrl-C changes nothing."""
+    """The command has finished and flushed: a late Ctrl-C, SIGTERM or SIGHUP
+    changes nothing (its exit code stands; a recv that took a unit must not die
+    with 143 on its way out, the unit kept)."""
     _install(int(signal.SIG_IGN))  # _signal takes plain ints, not the enum
+    for ending in ENDING_SIGNALS:
+        if _ours_to_take(ending):
+            raw.signal(ending, int(signal.SIG_IGN))
 
 
 def ensure_handler() -> None:
@@ -155,7 +177,10 @@ def interrupted() -> bool:
 
 def raise_if_interrupted() -> None:
     """Before any wait: a Ctrl-C recorded earlier ends it before it starts."""
+    if _state.unwinding:  # the first signal ends the verb; its clean-up runs whole
+        return
     if interrupted():
+        _state.unwinding = True
         raise KeyboardInterrupt
     raise_if_ended()
 
@@ -211,6 +236,9 @@ def take_wakeup() -> set[int]:
 def raise_if_signaled() -> None:
     """After a wait woke on the wakeup pipe: a Ctrl-C ends the wait, deferred or not."""
     landed = take_wakeup()
+    if _state.unwinding:
+        return
     if interrupted() or (signal.SIGINT in landed and ours()):
+        _state.unwinding = True
         raise KeyboardInterrupt
     raise_if_ended()

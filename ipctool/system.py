@@ -8,7 +8,10 @@ from collections.abc import Iterator
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (0 means "none recorded")."""
+    """Whether a process with this pid exists and runs (0 means "none recorded").
+
+    A zombie (killed, not yet reaped by its parent) still answers kill(pid, 0)
+    but will never act again: it counts as gone, so a peer waiting on it ends."""
     if pid <= 0:
         return False
     try:
@@ -16,8 +19,13 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask: kill(pid, 0) said it exists
+    return state not in (b"Z", b"X")
 
 
 def user_name(uid: int) -> str:

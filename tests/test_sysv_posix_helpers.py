@@ -81,3 +81,25 @@ def test_ipc_cases_of_a_mechanism() -> None:
     assert not any(c.waits for c in cases) and variant.recv_first and not sysv.recv_first
     assert sysv.leftovers is variant.leftovers and posix.leftovers is list
     assert sysv.leftovers() == []  # this run's keys: none left in the table now
+
+
+def test_a_zombie_is_not_alive() -> None:
+    """Killed but not yet reaped by its parent: kill(pid, 0) still answers, but it
+    will never act again, so a peer waiting on it must see it gone."""
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    from ipctool.system import pid_alive
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert pid_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        stat = Path(f"/proc/{child.pid}/stat")
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":
+            os.sched_yield()  # polling a condition: the kernel makes it a zombie at once
+        assert not pid_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
