@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     )
     from ipctool.options import Timeout as TimeoutOption
     from ipctool.output import data_fields, json_line, print_json, print_table, printable
-    from ipctool.paths import files_of_kind
+    from ipctool.paths import files_of_kind, scratch_dirs
     from ipctool.procfs import ProcView
     from ipctool.ready import announce_ready
     from ipctool.relay import relay
@@ -123,6 +123,7 @@ if TYPE_CHECKING:
         heartbeat_running,
         interrupts_deferred,
         retry_until,
+        stdout_reader_left,
         wait_fd,
         wait_fds,
         wait_for,
@@ -150,7 +151,6 @@ _LAZY = {
             "from_os_error",
             "naming",
             "say",
-    "scratch_dirs",
         ],
         "ipctool.errors",
     ),
@@ -266,6 +266,7 @@ _LAZY = {
             "heartbeat_running",
             "interrupts_deferred",
             "retry_until",
+            "stdout_reader_left",
             "wait_fd",
             "wait_fds",
             "wait_for",
@@ -382,6 +383,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "resolve_addresses",
     "retry_until",
     "say",
+    "scratch_dirs",
     "send_messages",
     "send_stream",
     "serve_connections",
@@ -389,6 +391,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "socket_errors",
     "start_command",
     "start_listening",
+    "stdout_reader_left",
     "too_large",
     "user_name",
     "wait_fd",

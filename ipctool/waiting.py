@@ -113,6 +113,12 @@ def stdout_is_pipe() -> bool:
     return _stdout_kind[0]
 
 
+def stdout_reader_left() -> bool:
+    """Our stdout is a pipe or socket whose reader went away (for a loop that
+    waits on something else and must still end quietly, 141, when it has)."""
+    return stdout_is_pipe() and stdout_reader_gone()
+
+
 def stdout_reader_gone() -> bool:
     import select
 

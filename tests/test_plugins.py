@@ -336,3 +336,13 @@ def test_plugin_whose_commands_exit_is_reported_not_obeyed(tmp_path: Path) -> No
     listed = ipctool(tmp_path, "plugins", "--json")
     assert listed.code == 0
     assert {p["plugin"] for p in listed.json()} >= {"msgq", "late"}
+
+
+def test_every_api_name_is_exported_and_resolves() -> None:
+    """ipctool.api's lazy table and __all__ name the same things, and each loads."""
+    import ipctool.api as api
+
+    lazy = set(api._LAZY)
+    assert lazy <= set(api.__all__), sorted(lazy - set(api.__all__))
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name

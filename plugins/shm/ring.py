@@ -37,6 +37,7 @@ written whole (aligned 64-bit loads and stores).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import select
 import stat
@@ -44,7 +45,16 @@ import struct
 from collections.abc import Callable
 from typing import NoReturn
 
-from ipctool.api import Deadline, IpcError, NotFound, Refused, UsageError, pid_alive
+from ipctool.api import (
+    Deadline,
+    IpcError,
+    NotFound,
+    Refused,
+    StdoutClosed,
+    UsageError,
+    pid_alive,
+    stdout_reader_left,
+)
 
 MAGIC = int.from_bytes(b"ipcring1", "little")
 VERSION = 1
@@ -116,7 +126,14 @@ def prepare(view: memoryview, label: str, created: bool) -> None:
     if created:
         struct.pack_into("<I", view, MADE_AT, 1)
     magic, version, header_size, held = _FIXED.unpack_from(view, 0)
-    if magic == 0 and not any(view[:MADE_AT]) and not any(view[MADE_AT + 4 : HEADER_SIZE]):
+    # No magic yet: new, or the other side is writing these same fields right now.
+    if (
+        magic == 0
+        and version in (0, VERSION)
+        and header_size in (0, HEADER_SIZE)
+        and held in (0, capacity)
+        and not any(view[MADE_AT + 4 : HEADER_SIZE])
+    ):
         struct.pack_into("<IIQ", view, 8, VERSION, HEADER_SIZE, capacity)
         struct.pack_into("<Q", view, 0, MAGIC)  # last: a peer that sees it sees the rest
         return
@@ -162,6 +179,7 @@ class Ring:
         # Whether the memory can still be found by its name: a peer yet to come
         # cannot join a ring that was removed (its opener sets this).
         self.still_there: Callable[[], bool] | None = None
+        self.watch_stdout = False  # the receiver: its stdout's reader may leave
 
     @property
     def made_for_stream(self) -> bool:
@@ -244,8 +262,12 @@ class Ring:
             role, state, pid = "receiver", h.receiver_state, h.receiver_pid
         if state == STOPPED:
             raise IpcError(self.label, f"the {role} (pid {pid}) stopped before the end")
-        if state == NONE and self.still_there is not None and not self.still_there():
-            raise NotFound(self.label, f"was removed before a {role} came")
+        if state == NONE:
+            claimed = (h.sender_claim if receiver else h.receiver_claim) & FUTEX_TID_MASK
+            if claimed and not pid_alive(claimed):  # took the role, died before running
+                raise IpcError(self.label, f"the {role} (pid {claimed}) is gone before the end")
+            if self.still_there is not None and not self.still_there():
+                raise NotFound(self.label, f"was removed before a {role} came")
         if state == RUNNING and not pid_alive(pid):
             raise IpcError(self.label, f"the {role} (pid {pid}) is gone before the end")
 
@@ -259,6 +281,8 @@ class Ring:
             if h.sender_state == DONE:  # set after the last head: look once more
                 return int(h.head - tail)
             self.check_peer(receiver=True)
+            if self.watch_stdout and stdout_reader_left():
+                raise StdoutClosed(errno.EPIPE, "stdout: reader went away")
             seen = h.to_receiver
             h.receiver_sleeping = 1
             if h.head == tail and h.sender_state in (NONE, RUNNING):
@@ -313,7 +337,9 @@ class Ring:
             with interrupts_deferred():
                 # Readable, so this does not block (unless another process shares
                 # the pipe and took the bytes first).
-                got = os.readv(fd, [data[at : at + min(free, capacity - at, CHUNK)]])
+                got = read_into(fd, data[at : at + min(free, capacity - at, CHUNK)])
+                if got is None:  # a non-blocking stdin with nothing after all
+                    continue
                 if got:
                     head += got
                     h.head = head
@@ -327,6 +353,7 @@ class Ring:
         h, data, capacity = self.header, self.data, self.capacity
         deadline = Deadline(timeout)
         tail = int(h.tail)
+        self.watch_stdout = fd == 1
         while True:
             ready = self.wait_data(tail, deadline)
             if not ready:
@@ -362,12 +389,30 @@ def input_ended(fd: int, kind: int) -> bool:
     return False
 
 
-def write_some(fd: int, view: memoryview) -> int:
-    from ipctool.api import StdoutClosed, from_os_error
+def read_into(fd: int, view: memoryview) -> int | None:
+    """os.readv of stdin, None if a non-blocking stdin has nothing yet, errors
+    named as stdin's."""
+    from ipctool.api import from_os_error
 
     try:
-        return os.write(fd, view)
-    except BrokenPipeError:
-        raise StdoutClosed from None
+        return os.readv(fd, [view])
+    except BlockingIOError:
+        return None
     except OSError as err:
-        raise from_os_error("stdout", err) from None
+        raise from_os_error("stdin", err) from None
+
+
+def write_some(fd: int, view: memoryview) -> int:
+    """os.write to stdout (waiting for room when a parent made it non-blocking);
+    our reader gone is the quiet 141, other errors named as stdout's."""
+    from ipctool.api import from_os_error, wait_fd
+
+    while True:
+        try:
+            return os.write(fd, view)
+        except BlockingIOError:
+            wait_fd(fd, select.POLLOUT, timeout=None, obj="stdout", watch_stdout=True)
+        except BrokenPipeError:
+            raise StdoutClosed from None
+        except OSError as err:
+            raise from_os_error("stdout", err) from None
