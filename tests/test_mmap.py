@@ -189,6 +189,35 @@ def test_link_in_a_shared_sticky_directory(place: str) -> None:
     assert os.listdir(real) == ["f"]
 
 
+def test_no_link_in_a_world_writable_directory_without_sticky_bit(place: str) -> None:
+    """Anyone can replace any entry of such a directory: not even our own link there
+    is followed."""
+    os.chmod(place, 0o777)
+    real = os.path.join(place, "real")
+    os.mkdir(real)
+    ours = os.path.join(place, "ours")
+    os.symlink(real, ours)
+    got = run("mmap", "send", os.path.join(ours, "f"), "--data", "x")
+    assert_one_line_error(got, "mmap", 2)
+    assert "symbolic link" in got.err and os.listdir(real) == []
+
+
+@pytest.mark.parametrize("shared_mode", [0o1777, 0o777], ids=["sticky", "not-sticky"])
+def test_a_link_inside_a_links_target_is_held_to_the_rules(place: str, shared_mode: int) -> None:
+    """Our own link, in our own directory, whose target goes through another user's
+    link in a shared directory: that link is checked too, as every link on the way."""
+    shared, real = os.path.join(place, "shared"), os.path.join(place, "real")
+    os.mkdir(shared)
+    os.chmod(shared, shared_mode)
+    os.mkdir(real)
+    subprocess.run([*NOBODY, "ln", "-s", real, os.path.join(shared, "theirs")], check=True)
+    ours = os.path.join(place, "ours")
+    os.symlink(os.path.join(shared, "theirs"), ours)
+    got = run("mmap", "send", os.path.join(ours, "f"), "--data", "x")
+    assert_one_line_error(got, "mmap", 2)
+    assert "symbolic link" in got.err and os.listdir(real) == []
+
+
 def test_permission_denied_for_nobody(ipctool_path: str) -> None:
     assert run("mmap", "send", ipctool_path, "--data", "secret").code == 0
     before = sha256(ipctool_path)

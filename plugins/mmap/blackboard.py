@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ipctool.api import NotFound, UsageError
+from ipctool.api import NotFound, UsageError, from_os_error
 from ipctool_plugins.mmap import files
 from ipctool_plugins.shm import board
 
@@ -26,26 +26,48 @@ def new_image(payload: bytes, offset: int, size: int, cstring: bool) -> bytes:
 def write_board(
     path: str, payload: bytes, offset: int, size: int | None, cstring: bool, mode: int, sync: bool
 ) -> None:
+    with files.Place(path) as place:
+        try:
+            fd = place.open(writable=True)
+        except NotFound:
+            made = write_new(place, payload, offset, size, cstring, mode, sync)
+            if made:
+                return
+            fd = place.open(writable=True)  # another process made it first
+        mapped = files.MappedFile(place, fd, writable=True)
+        try:
+            write_existing(mapped, payload, offset, size, cstring, sync)
+        finally:
+            mapped.close()
+
+
+def write_new(
+    place: files.Place,
+    payload: bytes,
+    offset: int,
+    size: int | None,
+    cstring: bool,
+    mode: int,
+    sync: bool,
+) -> bool:
+    """Make the file with the data in it; False if another process made one first."""
     needed = board.needed_size(offset, len(payload), cstring)
+    new_size = needed if size is None else size
+    if needed > new_size:
+        raise board.too_large(
+            place.label, len(payload), offset, new_size, cstring, FILE, NEVER_RESIZED
+        )
+    made = place.create(new_size, mode, new_image(payload, offset, new_size, cstring))
+    if made is None:
+        return False
     try:
-        mapped = files.open_file(path, writable=True)
-    except NotFound:
-        new_size = needed if size is None else size
-        if needed > new_size:
-            raise board.too_large(
-                path, len(payload), offset, new_size, cstring, FILE, NEVER_RESIZED
-            ) from None
-        made = files.create_new(path, new_size, mode, new_image(payload, offset, new_size, cstring))
-        if made is not None:
-            if sync:
-                os.fsync(made)
-            os.close(made)
-            return
-        mapped = files.open_file(path, writable=True)  # another process made it first
-    try:
-        write_existing(mapped, payload, offset, size, cstring, sync)
+        if sync:
+            os.fsync(made)
+    except OSError as err:
+        raise from_os_error(place.label, err) from None
     finally:
-        mapped.close()
+        os.close(made)
+    return True
 
 
 def write_existing(
