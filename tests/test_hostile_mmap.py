@@ -342,12 +342,6 @@ def test_a_waiting_receiver_whose_file_is_removed_does_not_wait_on(ipctool_path:
 # --- memory: whole files built or copied in memory ----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="send to a new file builds the whole file in memory (bytearray(--size)) before "
-    "writing it: --size 256M with 128 MiB of memory is an internal MemoryError; the file "
-    "should be sized on disk and only the data written",
-)
 def test_a_large_new_file_is_not_built_in_memory(ipctool_path: str) -> None:
     done = run_limited(
         128 * MiB, "mmap", "send", ipctool_path, "--size", str(256 * MiB), "--data", "x"
@@ -401,11 +395,6 @@ def test_endless_stdin_into_an_existing_file_is_too_large(ipctool_path: str) -> 
 HUGE = str(2**63)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--size or --offset of 2**63 (or 2**63-1) for a new file is an internal error "
-    "(OverflowError, MemoryError); it should be a one-line exit 7 or 2, nothing made",
-)
 @pytest.mark.parametrize(
     "args",
     [

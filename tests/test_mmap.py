@@ -81,6 +81,33 @@ def test_any_bytes_through_the_file(data: bytes) -> None:
         remove_file(path)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.binary(max_size=300),
+    offset=st.integers(0, 300),
+    spare=st.integers(0, 300),
+    cstring=st.booleans(),
+)
+def test_a_new_file_holds_exactly_what_write_leaves(
+    data: bytes, offset: int, spare: int, cstring: bool
+) -> None:
+    """A new file gets only its data and end mark written (never an image of all of
+    it): its bytes are what the layout's write() leaves in zeros of its size."""
+    from ipctool_plugins.shm import board
+
+    size = board.needed_size(offset, len(data), cstring) + spare
+    image = bytearray(size)
+    board.write(memoryview(image), offset, data, cstring)
+    path = unique_path(".mmap")
+    args = ["--size", str(size), "--offset", str(offset), *(["--cstring"] if cstring else [])]
+    try:
+        assert run("mmap", "send", path, *args, input=data).code == 0
+        with open(path, "rb") as f:
+            assert f.read() == image
+    finally:
+        remove_file(path)
+
+
 def test_too_large_for_an_existing_file_writes_nothing(ipctool_path: str) -> None:
     assert run("mmap", "send", ipctool_path, "--size", "32", "--data", "keep me").code == 0
     before = sha256(ipctool_path)

@@ -1,7 +1,8 @@
 """Blackboard mode over a file: shm's layout (board.py), the file's own rules.
 
 An existing file keeps its size: data that does not fit is exit 7 before a byte
-is written. A new one appears whole, data and trailer already in it.
+is written. A new one appears whole, data and trailer already in it: sized on
+disk, and only they written (never an image of the whole file in memory).
 """
 
 from __future__ import annotations
@@ -14,13 +15,6 @@ from ipctool_plugins.shm import board
 
 FILE = "file"  # the noun in board's error lines
 NEVER_RESIZED = ", the file is never resized"
-
-
-def new_image(payload: bytes, offset: int, size: int, cstring: bool) -> bytes:
-    image = bytearray(size)
-    with memoryview(image) as view:
-        board.write(view, offset, payload, cstring)
-    return bytes(image)
 
 
 def write_board(
@@ -50,14 +44,16 @@ def write_new(
     mode: int,
     sync: bool,
 ) -> bool:
-    """Make the file with the data in it; False if another process made one first."""
+    """Make the file with the data in it; False if another process made one first.
+    Sized on disk, and only the data and its end mark written into it."""
     needed = board.needed_size(offset, len(payload), cstring)
     new_size = needed if size is None else size
     if needed > new_size:
         raise board.too_large(
             place.label, len(payload), offset, new_size, cstring, FILE, NEVER_RESIZED
         )
-    made = place.create(new_size, mode, new_image(payload, offset, new_size, cstring))
+    pieces = board.pieces_written(new_size, offset, payload, cstring)
+    made = place.create(new_size, mode, pieces)
     if made is None:
         return False
     try:

@@ -34,6 +34,7 @@ import errno
 import mmap
 import os
 import stat
+from collections.abc import Iterable
 
 from ipctool.api import NotFound, TooLarge, UsageError, from_os_error
 
@@ -41,6 +42,7 @@ OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 STEP_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC  # a link there is opened itself
 DIRECTORY_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 MAX_LINKS = 40  # as the kernel's walk: more than this is a loop
+LARGEST_FILE = (1 << 63) - 1  # off_t's largest: no file can be bigger
 NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
@@ -216,17 +218,22 @@ class Place:
             with contextlib.suppress(OSError):  # gone meanwhile (the lecture's reader)
                 os.unlink(self.name, dir_fd=self.dir_fd)
 
-    def create(self, size: int, mode: int, fill: bytes = b"") -> int | None:
-        """A new file of `size` bytes (mode exactly `mode`, `fill` at its start), or
-        None if something is at the name already (another process made it first)."""
+    def create(
+        self, size: int, mode: int, pieces: Iterable[tuple[int, memoryview]] = ()
+    ) -> int | None:
+        """A new file of `size` bytes (mode exactly `mode`, each (start, bytes) of
+        `pieces` written in it), or None if something is at the name already
+        (another process made it first)."""
+        if size > LARGEST_FILE:
+            raise TooLarge(self.label, f"{size} bytes: more than any file can hold")
         try:
             fd = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode, dir_fd=self.dir_fd)
         except OSError as err:
             if err.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                 raise file_error(self.label, err) from None
-            return self.create_in_place(size, mode, fill)
+            return self.create_in_place(size, mode, pieces)
         try:
-            prepare_new(self.label, fd, size, mode, fill)
+            prepare_new(self.label, fd, size, mode, pieces)
             self.link_in(fd)
         except FileExistsError:
             os.close(fd)
@@ -249,7 +256,9 @@ class Place:
         except OSError as err:
             raise file_error(self.label, err) from None
 
-    def create_in_place(self, size: int, mode: int, fill: bytes) -> int | None:
+    def create_in_place(
+        self, size: int, mode: int, pieces: Iterable[tuple[int, memoryview]]
+    ) -> int | None:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | OPEN_FLAGS
         try:
             fd = os.open(self.name, flags, mode, dir_fd=self.dir_fd)
@@ -258,7 +267,7 @@ class Place:
         except OSError as err:
             raise file_error(self.label, err) from None
         try:
-            prepare_new(self.label, fd, size, mode, fill)
+            prepare_new(self.label, fd, size, mode, pieces)
         except BaseException:
             self.unlink_if(identity(os.fstat(fd)))
             os.close(fd)
@@ -270,22 +279,31 @@ def identity(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
-# --- a new file's mode, size and blocks ---------------------------------------------
+# --- a new file's mode, size, blocks and bytes ---------------------------------------
 
 
-def prepare_new(label: str, fd: int, size: int, mode: int, fill: bytes) -> None:
-    """Mode, size and blocks: with its blocks reserved, writing through the mapping
-    cannot meet a full disk (which would be SIGBUS, not an error)."""
+def prepare_new(
+    label: str, fd: int, size: int, mode: int, pieces: Iterable[tuple[int, memoryview]]
+) -> None:
+    """Mode, size, blocks and data: with its blocks reserved, writing through the
+    mapping cannot meet a full disk (which would be SIGBUS, not an error). Only
+    the data is written (pwrite): the rest of the file is its zeros."""
     try:
         os.fchmod(fd, mode)  # the umask applied at creation; --mode means exactly this
         os.ftruncate(fd, size)
         os.posix_fallocate(fd, 0, size)
-        if fill:
-            os.pwrite(fd, fill, 0)
+        for start, piece in pieces:
+            pwrite_all(fd, piece, start)
     except OSError as err:
         if err.errno in NO_ROOM:
-            raise TooLarge(label, f"{size} bytes: {os.strerror(err.errno)}") from None
+            raise TooLarge(label, f"{size} bytes: {os.strerror(err.errno).lower()}") from None
         raise from_os_error(label, err) from None
+
+
+def pwrite_all(fd: int, data: memoryview, at: int) -> None:
+    while data:
+        done = os.pwrite(fd, data, at)
+        data, at = data[done:], at + done
 
 
 # --- the mapping -------------------------------------------------------------------

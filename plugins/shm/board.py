@@ -93,6 +93,29 @@ def spans_written(size: int, offset: int, length: int, cstring: bool) -> list[tu
     return [(offset, length), (size - TRAILER_SIZE, TRAILER_SIZE)]
 
 
+def pieces_written(
+    size: int, offset: int, data: bytes, cstring: bool
+) -> list[tuple[int, memoryview]]:
+    """What write() leaves in a new, all-zero segment of `size` bytes, as (start,
+    bytes) to pwrite: the data, then its end mark (a NUL, or the trailer), placed
+    where spans_written says. The rest stays zeros, so no image of the whole
+    segment is ever built in memory."""
+    mark = memoryview(bytearray(1 if cstring else TRAILER_SIZE))
+    if not cstring:
+        write_trailer(mark, offset + len(data))
+    chunks = [chunk for chunk in (memoryview(data), mark) if chunk]
+    pieces = []
+    for start, length in spans_written(size, offset, len(data), cstring):
+        while length:  # a span may take the end of one chunk and the start of the next
+            piece = chunks[0][:length]
+            pieces.append((start, piece))
+            start, length = start + len(piece), length - len(piece)
+            chunks[0] = chunks[0][len(piece) :]
+            if not chunks[0]:
+                chunks.pop(0)
+    return pieces
+
+
 STREAM_HEADER = 256  # what check_no_stream reads: a ring's header
 
 
