@@ -377,11 +377,6 @@ def test_hex_dump_of_a_large_board_streams(ipctool_path: str, tmp_path: Path) ->
     assert len(lines) == len(board) // 16 + 1 and lines[-1] == b"%08x" % len(board)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="endless stdin into an existing file is read whole before the fit is checked: "
-    "an internal MemoryError (exit 1) instead of exit 7 (shm stops at the room)",
-)
 def test_endless_stdin_into_an_existing_file_is_too_large(ipctool_path: str) -> None:
     assert run("mmap", "send", ipctool_path, "--size", "4096", "--data", "kept").code == 0
     with open("/dev/zero", "rb") as zero:

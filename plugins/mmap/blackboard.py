@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import os
 
-from ipctool.api import NotFound, UsageError, from_os_error
+from ipctool.api import NotFound, PermissionDenied, UsageError, from_os_error
 from ipctool_plugins.mmap import files
 from ipctool_plugins.shm import board
 
 FILE = "file"  # the noun in board's error lines
 NEVER_RESIZED = ", the file is never resized"
+
+
+def room_for(path: str, offset: int, cstring: bool) -> int | None:
+    """How much fits at `offset` in the file at the path, or None if there is none
+    (a new one is made to fit): stdin is read no further than that."""
+    try:
+        size = files.lstat_regular(path).st_size
+    except (NotFound, PermissionDenied):
+        return None  # write_board says so, after the read
+    return board.room(size, offset, cstring)
 
 
 def write_board(
