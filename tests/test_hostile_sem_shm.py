@@ -529,6 +529,26 @@ def test_recv_of_a_large_sparse_object_reads_only_what_it_prints(ipctool_name: s
     assert (done.returncode, done.stdout, done.stderr) == (0, b"hi", b"")
 
 
+def test_cstring_send_into_a_sparse_object_on_a_full_dev_shm_is_an_error_line(
+    ipctool_name: str,
+) -> None:
+    """--cstring voids an old trailer of ipctool's, so it reads the object's last bytes:
+    a hole there takes a page too, reserved first (SIGBUS on a full /dev/shm)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs in a private mount namespace needs root")
+    argv = command("shm", "send", ipctool_name, "--cstring", "--data", "hi")
+    done = subprocess.run(
+        ["unshare", "--mount", "--", "sh", "-c", FULL_SPARSE_SHM, "sh", *argv],
+        capture_output=True,
+        env={**os.environ, "NAME": ipctool_name},
+    )
+    err = done.stderr.decode(errors="replace")
+    assert (done.returncode, err) == (
+        7,
+        f"ipctool: shm: {ipctool_name}: 16 bytes: no room for them in /dev/shm\n",
+    )
+
+
 # --- shm: sizes past what a segment can be ------------------------------------------
 
 HUGE = str(2**63)

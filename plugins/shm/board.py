@@ -93,6 +93,19 @@ def spans_written(size: int, offset: int, length: int, cstring: bool) -> list[tu
     return [(offset, length), (size - TRAILER_SIZE, TRAILER_SIZE)]
 
 
+def spans_touched(size: int, offset: int, length: int, cstring: bool) -> list[tuple[int, int]]:
+    """(start, length) of all a blackboard send reaches through the mapping: what
+    write() changes, the ring header check_no_stream reads and the trailer that
+    write() reads to void an old end mark (with --cstring it writes none there).
+    On tmpfs even reading a hole through a mapping takes a page (SIGBUS when it
+    is full), so the sender reserves all of them first."""
+    spans = spans_written(size, offset, length, cstring)
+    spans.append((0, min(size, STREAM_HEADER)))
+    if cstring and size >= TRAILER_SIZE:
+        spans.append((size - TRAILER_SIZE, TRAILER_SIZE))
+    return spans
+
+
 def pieces_written(
     size: int, offset: int, data: bytes, cstring: bool
 ) -> list[tuple[int, memoryview]]:
