@@ -110,13 +110,16 @@ def run_limited(limit: int, *args: str, stdin: int | None = None) -> subprocess.
     )
 
 
-def in_private_mount(script: str, *args: str) -> subprocess.CompletedProcess:
+def in_private_mount(
+    script: str, *args: str, input: bytes | None = None
+) -> subprocess.CompletedProcess:
     """Run sh SCRIPT ARGS in a mount namespace of its own (root only): a tmpfs mounted
     there, and anything left in it, goes when the namespace ends."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs in a private mount namespace needs root")
     return subprocess.run(
         ["unshare", "--mount", "--", "sh", "-c", script, "sh", *args],
+        input=input,
         capture_output=True,
         timeout=120,
     )
@@ -853,12 +856,6 @@ def test_a_new_file_on_a_full_filesystem_is_too_large_and_leaves_nothing(
     assert done.stdout == b"filler\n"  # no file, no temp file
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="send into an existing sparse file on a full filesystem writes through the "
-    "mapping into holes: SIGBUS ('Bus error', exit 135) instead of an error line, as "
-    "new files avoid by reserving their blocks",
-)
 def test_an_existing_sparse_file_on_a_full_filesystem_is_an_error_line(place: str) -> None:
     script = FULL_TMPFS.replace("$SPARSE", "100000")  # 100 KB of holes, 24 KiB of room
     argv = command("mmap", "send", f"{place}/sparse", "--data", "x" * 60000)
@@ -867,6 +864,50 @@ def test_an_existing_sparse_file_on_a_full_filesystem_is_an_error_line(place: st
     assert done.returncode in (1, 7), err
     assert err.startswith("ipctool: mmap: ") and err.count("\n") == 1, err
     assert done.stdout == b"filler\nsparse\nzeros\n"  # nothing written
+
+
+def test_a_stream_in_an_existing_sparse_file_on_a_full_filesystem_is_an_error_line(
+    place: str,
+) -> None:
+    """A file another program sized with truncate carries a stream; its blocks are
+    reserved before the ring is touched, so no room is exit 7, not SIGBUS."""
+    script = FULL_TMPFS.replace("$SPARSE", "100000")
+    argv = command("mmap", "send", f"{place}/sparse", "--stream")
+    done = in_private_mount(script, place, *argv, input=os.urandom(60000))
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode == 7, err
+    assert err.startswith("ipctool: mmap: ") and err.count("\n") == 1, err
+    assert done.stdout == b"filler\nsparse\nzeros\n"  # nothing written, and it stays
+
+
+# In a namespace of its own: a 64 KiB tmpfs at DIR holding DIR/sparse ('hello', then
+# holes to 1 MiB) and a filler that takes all the room left; then COMMAND.
+FULL_SPARSE = """\
+dir=$1
+shift
+mount -t tmpfs -o size=64k tmpfs "$dir" || exit 99
+printf 'hello' > "$dir/sparse" && truncate -s 1M "$dir/sparse" || exit 98
+head -c 65536 /dev/zero > "$dir/filler" 2>/dev/null  # the tmpfs is full now
+exec "$@"
+"""
+
+
+@pytest.mark.parametrize("hex_dump", [False, True], ids=["raw", "hex"])
+def test_recv_of_a_sparse_file_on_a_full_filesystem_reads_its_holes(
+    place: str, hex_dump: bool
+) -> None:
+    """Reading a hole through a mapping takes a page on tmpfs, and a full one has none
+    (SIGBUS): the look for a trailer at the file's end is such a read, and a dump of
+    all of it reads every hole."""
+    whole = ["--hex", "--length", str(MiB)] if hex_dump else []
+    argv = command("mmap", "recv", f"{place}/sparse", *whole)
+    done = in_private_mount(FULL_SPARSE, place, *argv)
+    assert (done.returncode, done.stderr) == (0, b"")
+    if hex_dump:
+        lines = done.stdout.splitlines()
+        assert lines[0].startswith(b"00000000  68 65 6c 6c 6f 00") and lines[-1] == b"00100000"
+    else:
+        assert done.stdout == b"hello"
 
 
 # --- links: swapped after the check, in a shared non-sticky directory, `..` ----------

@@ -1,8 +1,9 @@
 """Blackboard mode over a file: shm's layout (board.py), the file's own rules.
 
 An existing file keeps its size: data that does not fit is exit 7 before a byte
-is written. A new one appears whole, data and trailer already in it: sized on
-disk, and only they written (never an image of the whole file in memory).
+is written, and the blocks the write reaches are reserved first. A new one
+appears whole, data and trailer already in it: sized on disk, and only they
+written (never an image of the whole file in memory).
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ def write_existing(
     needed = board.needed_size(offset, len(payload), cstring)
     if needed > mapped.size:
         raise board.too_large(path, len(payload), offset, mapped.size, cstring, FILE, NEVER_RESIZED)
+    # Blocks first: another program may have made the file sparse, and a hole that a
+    # full filesystem cannot fill is SIGBUS at the access (on tmpfs, even a read).
+    for start, length in board.spans_touched(mapped.size, offset, len(payload), cstring):
+        mapped.reserve(start, length)
     board.check_no_stream(path, mapped.view)
     board.write(mapped.view, offset, payload, cstring)
     if sync:
@@ -104,6 +109,6 @@ def read_board(
 ) -> None:
     mapped = files.open_file(path, writable=False)
     try:
-        board.print_content(path, mapped.view, offset, length, hex_dump, ready_fd, FILE)
+        board.print_content(path, mapped.readable, offset, length, hex_dump, ready_fd, FILE)
     finally:
         mapped.close()

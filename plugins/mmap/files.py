@@ -24,6 +24,10 @@ Rules (README "Memory-mapped files"):
   given its mode, size, disk blocks and data, and only then linked at the
   name, so the other end of a stream never finds it half made; where the
   filesystem has no O_TMPFILE it is created in place with O_EXCL.
+- Holes never meet a full filesystem through a mapping (which would be
+  SIGBUS, not an error): a writer reserves the blocks it is about to reach
+  (reserve), and a reader preads a sparse file instead of reading its holes
+  through a mapping, which on tmpfs takes pages.
 """
 
 from __future__ import annotations
@@ -31,12 +35,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import mmap
 import os
 import stat
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ipctool.api import NotFound, TooLarge, UsageError, from_os_error
+
+if TYPE_CHECKING:
+    from ipctool_plugins.shm.board import Readable
 
 OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 STEP_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC  # a link there is opened itself
@@ -279,7 +288,7 @@ def identity(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
-# --- a new file's mode, size, blocks and bytes ---------------------------------------
+# --- a new file's blocks and bytes; an existing one's blocks -----------------------
 
 
 def prepare_new(
@@ -306,13 +315,51 @@ def pwrite_all(fd: int, data: memoryview, at: int) -> None:
         data, at = data[done:], at + done
 
 
+@functools.cache
+def libc() -> ctypes.CDLL:
+    c = ctypes.CDLL(None, use_errno=True)
+    c.fallocate64.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return c
+
+
+def reserve(label: str, fd: int, start: int, length: int) -> None:
+    """Blocks (on tmpfs, pages) for these bytes of an existing file, before they are
+    reached through its mapping: another program may have made it sparse, and a
+    hole a full filesystem cannot fill is SIGBUS at that access.
+
+    fallocate(2) itself, not posix_fallocate: where a filesystem has no
+    fallocate, glibc's stand-in writes a zero into every block that reads as
+    zero, racing whoever writes there meanwhile (a running stream's peer); such
+    a filesystem is left to its own rules."""
+    if not length:
+        return
+    code = errno.EINTR
+    while code == errno.EINTR:  # a signal meanwhile: its handler runs, then again
+        if libc().fallocate64(fd, 0, start, length) == 0:
+            return
+        code = ctypes.get_errno()
+    if code in (errno.EOPNOTSUPP, errno.ENOSYS):
+        return
+    if code in NO_ROOM:
+        raise TooLarge(
+            label,
+            f"no room for {length} bytes at offset {start} "
+            f"({os.strerror(code).lower()}); nothing written",
+        )
+    raise from_os_error(label, OSError(code, os.strerror(code)))
+
+
 # --- the mapping -------------------------------------------------------------------
 
 
 class MappedFile:
     """A regular file mapped MAP_SHARED: `view` spans all of it (read-only unless
-    opened writable); `created` if this command made it. It owns `fd` and the
-    place it was opened in (closed with it)."""
+    opened writable), `readable` is what recv reads; `created` if this command
+    made it. It owns `fd` and the place it was opened in (closed with it).
+
+    A sparse file opened to read is not mapped: `readable` preads it (board's
+    FileReader), since reading a hole through a mapping takes a page on tmpfs,
+    SIGBUS when it is full, while pread gives its zeros without one."""
 
     def __init__(self, place: Place, fd: int, writable: bool, created: bool = False) -> None:
         self.place = place
@@ -323,7 +370,12 @@ class MappedFile:
         self.identity = identity(st)
         self.mapping: mmap.mmap | None = None
         self.view = memoryview(b"")
-        if st.st_size:
+        self.readable: Readable = self.view
+        if not writable and st.st_blocks * 512 < st.st_size:
+            from ipctool_plugins.shm.board import FileReader
+
+            self.readable = FileReader(fd, st.st_size)
+        elif st.st_size:
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
             try:
                 self.mapping = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, access=access)
@@ -333,15 +385,19 @@ class MappedFile:
             self.view = memoryview(self.mapping)
             if not writable:
                 self.view = self.view.toreadonly()
+            self.readable = self.view
 
     @property
     def size(self) -> int:
-        return len(self.view)
+        return len(self.readable)
 
     @property
     def address(self) -> int:
         assert self.mapping is not None
         return ctypes.addressof(ctypes.c_char.from_buffer(self.mapping))
+
+    def reserve(self, start: int, length: int) -> None:
+        reserve(self.label, self.fd, start, length)
 
     def sync(self) -> None:
         """msync(MS_SYNC): the data on disk before we return."""
