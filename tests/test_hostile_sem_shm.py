@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from ipctool.testing import command, run, start_receiver, wait_until_blocked
+from ipctool.testing import (
+    assert_one_line_error,
+    command,
+    run,
+    start_receiver,
+    wait_until_blocked,
+)
 from ipctool_plugins.sem import testing as sem_testing
 from ipctool_plugins.shm import testing as shm_testing
 
@@ -521,3 +527,64 @@ def test_recv_of_a_large_sparse_object_reads_only_what_it_prints(ipctool_name: s
     finally:
         os.unlink(path)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"hi", b"")
+
+
+def test_cstring_send_into_a_sparse_object_on_a_full_dev_shm_is_an_error_line(
+    ipctool_name: str,
+) -> None:
+    """--cstring voids an old trailer of ipctool's, so it reads the object's last bytes:
+    a hole there takes a page too, reserved first (SIGBUS on a full /dev/shm)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs in a private mount namespace needs root")
+    argv = command("shm", "send", ipctool_name, "--cstring", "--data", "hi")
+    done = subprocess.run(
+        ["unshare", "--mount", "--", "sh", "-c", FULL_SPARSE_SHM, "sh", *argv],
+        capture_output=True,
+        env={**os.environ, "NAME": ipctool_name},
+    )
+    err = done.stderr.decode(errors="replace")
+    assert (done.returncode, err) == (
+        7,
+        f"ipctool: shm: {ipctool_name}: 16 bytes: no room for them in /dev/shm\n",
+    )
+
+
+# --- shm: sizes past what a segment can be ------------------------------------------
+
+HUGE = str(2**63)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("send", "--size", HUGE, "--data", "x"),
+        ("send", "--size", str(2**63 - 1), "--data", "x"),
+        ("send", "--offset", HUGE, "--data", "x"),
+        ("send", "--offset", str(2**63 - 1), "--data", "x"),
+        ("send", "--stream", "--size", HUGE),
+        ("recv", "--stream", "--size", HUGE),
+    ],
+    ids=["size-2**63", "size-2**63-1", "offset-2**63", "offset-2**63-1", "send", "recv"],
+)
+def test_impossible_sizes_for_a_new_segment_are_too_large(
+    shm_target: str, args: tuple[str, ...]
+) -> None:
+    """Too large (7), as the kernel says of 2**63-1 and of any size past shmmax: a size
+    no segment can have, and nothing made."""
+    verb, *rest = args
+    done = run("shm", verb, shm_target, *rest)
+    assert_one_line_error(done, "shm", 7)
+    assert "internal error" not in done.err
+    assert run("shm", "inspect", shm_target).code == 3  # nothing made
+
+
+def test_an_empty_posix_object_is_no_ring(shm_name: str) -> None:
+    """An object another program made and never sized (shm_open, no ftruncate) holds
+    no ring: exit 2 for either side, and it stays."""
+    with open(f"/dev/shm{shm_name}", "wb"):
+        pass
+    for verb in ("send", "recv"):
+        done = run("shm", verb, shm_name, "--stream", input=b"x")
+        assert_one_line_error(done, "shm", 2)
+        assert "internal error" not in done.err
+    assert os.path.getsize(f"/dev/shm{shm_name}") == 0

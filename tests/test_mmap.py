@@ -81,6 +81,33 @@ def test_any_bytes_through_the_file(data: bytes) -> None:
         remove_file(path)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.binary(max_size=300),
+    offset=st.integers(0, 300),
+    spare=st.integers(0, 300),
+    cstring=st.booleans(),
+)
+def test_a_new_file_holds_exactly_what_write_leaves(
+    data: bytes, offset: int, spare: int, cstring: bool
+) -> None:
+    """A new file gets only its data and end mark written (never an image of all of
+    it): its bytes are what the layout's write() leaves in zeros of its size."""
+    from ipctool_plugins.shm import board
+
+    size = board.needed_size(offset, len(data), cstring) + spare
+    image = bytearray(size)
+    board.write(memoryview(image), offset, data, cstring)
+    path = unique_path(".mmap")
+    args = ["--size", str(size), "--offset", str(offset), *(["--cstring"] if cstring else [])]
+    try:
+        assert run("mmap", "send", path, *args, input=data).code == 0
+        with open(path, "rb") as f:
+            assert f.read() == image
+    finally:
+        remove_file(path)
+
+
 def test_too_large_for_an_existing_file_writes_nothing(ipctool_path: str) -> None:
     assert run("mmap", "send", ipctool_path, "--size", "32", "--data", "keep me").code == 0
     before = sha256(ipctool_path)
@@ -187,6 +214,35 @@ def test_link_in_a_shared_sticky_directory(place: str) -> None:
     assert "symbolic link" in got.err and os.listdir(real) == []
     assert run("mmap", "send", os.path.join(ours, "f"), "--data", "x").code == 0
     assert os.listdir(real) == ["f"]
+
+
+def test_no_link_in_a_world_writable_directory_without_sticky_bit(place: str) -> None:
+    """Anyone can replace any entry of such a directory: not even our own link there
+    is followed."""
+    os.chmod(place, 0o777)
+    real = os.path.join(place, "real")
+    os.mkdir(real)
+    ours = os.path.join(place, "ours")
+    os.symlink(real, ours)
+    got = run("mmap", "send", os.path.join(ours, "f"), "--data", "x")
+    assert_one_line_error(got, "mmap", 2)
+    assert "symbolic link" in got.err and os.listdir(real) == []
+
+
+@pytest.mark.parametrize("shared_mode", [0o1777, 0o777], ids=["sticky", "not-sticky"])
+def test_a_link_inside_a_links_target_is_held_to_the_rules(place: str, shared_mode: int) -> None:
+    """Our own link, in our own directory, whose target goes through another user's
+    link in a shared directory: that link is checked too, as every link on the way."""
+    shared, real = os.path.join(place, "shared"), os.path.join(place, "real")
+    os.mkdir(shared)
+    os.chmod(shared, shared_mode)
+    os.mkdir(real)
+    subprocess.run([*NOBODY, "ln", "-s", real, os.path.join(shared, "theirs")], check=True)
+    ours = os.path.join(place, "ours")
+    os.symlink(os.path.join(shared, "theirs"), ours)
+    got = run("mmap", "send", os.path.join(ours, "f"), "--data", "x")
+    assert_one_line_error(got, "mmap", 2)
+    assert "symbolic link" in got.err and os.listdir(real) == []
 
 
 def test_permission_denied_for_nobody(ipctool_path: str) -> None:

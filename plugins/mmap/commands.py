@@ -107,10 +107,13 @@ def send(
             )
         stream_side(path, size, mode, timeout, keep, ready_fd, sending=True)
         return
-    from ipctool_plugins.mmap.blackboard import write_board
+    from ipctool_plugins.mmap.blackboard import room_for, write_board
     from ipctool_plugins.shm.board import read_input
 
-    write_board(path, read_input(data), offset, size, cstring, mode, sync)
+    # An existing file's room bounds the read: endless stdin is exit 7, not all of it
+    # held in memory first.
+    limit = None if data is not None else room_for(path, offset, cstring)
+    write_board(path, read_input(data, limit), offset, size, cstring, mode, sync)
 
 
 @app.command()

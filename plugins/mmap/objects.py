@@ -76,12 +76,10 @@ class MmapSource(ObjectSource):
         return file_object(target, proc)
 
     def remove(self, obj: IpcObject) -> None:
-        from ipctool_plugins.mmap.files import lstat_regular
+        from ipctool_plugins.mmap.files import unlink_regular
 
-        st = lstat_regular(obj.target)
-        if (st.st_dev, st.st_ino) != (obj.extra["device"], obj.id):  # replaced since we looked
+        if not unlink_regular(obj.target, (obj.extra["device"], obj.id)):  # replaced since
             raise NotFound(obj.target, "the file changed since it was inspected; nothing removed")
-        os.unlink(obj.target)
 
     def stale(self, obj: IpcObject, older_than: float) -> bool:
         from ipctool.objects import judge_stale

@@ -5,7 +5,8 @@ Either side may come first and creates the file (--size, default 4 MiB; it
 appears whole, sized, so the other side never finds it empty). The receiver
 removes it at the end of the stream, and a side that stops early removes it
 too, unless --keep; a file ipctool did not create (all zeros, made by another
-program) carries a stream and stays.
+program) carries a stream and stays. Its blocks are reserved before the ring is
+touched: sparse, on a full filesystem, its holes would be SIGBUS, not exit 7.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def open_ring(path: str, size: int | None, mode: int) -> tuple[files.MappedFile,
             from ipctool.api import UsageError
 
             raise UsageError(path, "is an empty file: a stream needs a ring (--size for new ones)")
+        if not mapped.created:  # one another program sized sparse (truncate): blocks first
+            mapped.reserve(0, mapped.size)
         return mapped, Ring(mapped.view, mapped.address, path, mapped.created, "mmap")
     except BaseException:
         if mapped.created:

@@ -93,6 +93,42 @@ def spans_written(size: int, offset: int, length: int, cstring: bool) -> list[tu
     return [(offset, length), (size - TRAILER_SIZE, TRAILER_SIZE)]
 
 
+def spans_touched(size: int, offset: int, length: int, cstring: bool) -> list[tuple[int, int]]:
+    """(start, length) of all a blackboard send reaches through the mapping: what
+    write() changes, the ring header check_no_stream reads and the trailer that
+    write() reads to void an old end mark (with --cstring it writes none there).
+    On tmpfs even reading a hole through a mapping takes a page (SIGBUS when it
+    is full), so the sender reserves all of them first."""
+    spans = spans_written(size, offset, length, cstring)
+    spans.append((0, min(size, STREAM_HEADER)))
+    if cstring and size >= TRAILER_SIZE:
+        spans.append((size - TRAILER_SIZE, TRAILER_SIZE))
+    return spans
+
+
+def pieces_written(
+    size: int, offset: int, data: bytes, cstring: bool
+) -> list[tuple[int, memoryview]]:
+    """What write() leaves in a new, all-zero segment of `size` bytes, as (start,
+    bytes) to pwrite: the data, then its end mark (a NUL, or the trailer), placed
+    where spans_written says. The rest stays zeros, so no image of the whole
+    segment is ever built in memory."""
+    mark = memoryview(bytearray(1 if cstring else TRAILER_SIZE))
+    if not cstring:
+        write_trailer(mark, offset + len(data))
+    chunks = [chunk for chunk in (memoryview(data), mark) if chunk]
+    pieces = []
+    for start, length in spans_written(size, offset, len(data), cstring):
+        while length:  # a span may take the end of one chunk and the start of the next
+            piece = chunks[0][:length]
+            pieces.append((start, piece))
+            start, length = start + len(piece), length - len(piece)
+            chunks[0] = chunks[0][len(piece) :]
+            if not chunks[0]:
+                chunks.pop(0)
+    return pieces
+
+
 STREAM_HEADER = 256  # what check_no_stream reads: a ring's header
 
 

@@ -176,9 +176,8 @@ def write_board(
             )
         # Pages first: even reading a hole of a POSIX object's mapping takes a page,
         # and on a full /dev/shm that is SIGBUS.
-        for start, length in board.spans_written(segment.size, offset, len(payload), cstring):
+        for start, length in board.spans_touched(segment.size, offset, len(payload), cstring):
             segment.reserve(start, length)
-        segment.reserve(0, min(segment.size, board.STREAM_HEADER))
         board.check_no_stream(where.label, segment.view)
         board.write(segment.view, offset, payload, cstring)
     finally:

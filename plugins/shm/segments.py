@@ -33,6 +33,7 @@ _libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
 _libc.shmget.restype = ctypes.c_int
 IPC_CREAT, IPC_EXCL = 0o1000, 0o2000
 SHM_DEST = 0o1000  # in shm_perm.mode: marked for removal (IPC_RMID while attached)
+LARGEST_OBJECT = (1 << 63) - 1  # off_t's largest: a POSIX object is a tmpfs file
 
 
 class Segment:
@@ -55,6 +56,8 @@ class Segment:
     def address(self) -> int:
         if self.kind == "sysv":
             return int(self.handle.address)
+        if self.handle[0] is None:  # an empty object has no mapping (Ring refuses it)
+            return 0
         return ctypes.addressof(ctypes.c_char.from_buffer(self.handle[0]))
 
     def close(self) -> None:
@@ -217,7 +220,10 @@ def create_posix(name: str, size: int, mode: int) -> Segment | None:
     /dev/shm is an error line here instead of SIGBUS at the first write to a
     page tmpfs cannot give (for us and for every process that maps it). It also
     sets the size only once the pages are there, so a peer finds size 0 (and
-    waits) or all of it."""
+    waits) or all of it. A size past off_t's is refused before anything is made
+    (posix_fallocate could not even be asked)."""
+    if size > LARGEST_OBJECT:
+        raise TooLarge(name, f"{size} bytes: more than any object can hold")
     try:
         shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode, 0)
     except posix_ipc.ExistentialError:

@@ -8,6 +8,8 @@
  *   readv   the first read of fd 0 that returned data, after it returned
  *   copy    the first memcpy or memmove of a page or more into a file mapped
  *           MAP_SHARED, after it is done
+ *   fallocate  the first posix_fallocate (a new file's blocks: after the walk to
+ *           its directory, before the file is linked in), before it is done
  * IPCTOOL_GATE_FDS is "IN,OUT": there, one byte is written to OUT ("the process is
  * there"), then one byte (or EOF) is awaited on IN. A signal that comes meanwhile
  * does not end the wait; the process acts on it once the call returns. */
@@ -125,4 +127,24 @@ void *memmove(void *to, const void *from, size_t n)
     void *done = real_memmove ? real_memmove(to, from, n) : plain_copy(to, from, n);
     after_copy(to, n);
     return done;
+}
+
+/* posix_fallocate: the C library's, found by name at the call. */
+typedef int (*allocator)(int, off_t, off_t);
+
+static int allocate(const char *name, int fd, off_t offset, off_t length)
+{
+    hold("fallocate");
+    allocator real = (allocator)dlsym(RTLD_NEXT, name);
+    return real ? real(fd, offset, length) : ENOSYS;
+}
+
+int posix_fallocate(int fd, off_t offset, off_t length)
+{
+    return allocate("posix_fallocate", fd, offset, length);
+}
+
+int posix_fallocate64(int fd, off_t offset, off_t length)
+{
+    return allocate("posix_fallocate64", fd, offset, length);
 }
