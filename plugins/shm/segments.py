@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
 _libc.shmget.restype = ctypes.c_int
-IPC_CREAT, IPC_EXCL = 0o1000, 0o2000
+IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
 SHM_DEST = 0o1000  # in shm_perm.mode: marked for removal (IPC_RMID while attached)
 LARGEST_OBJECT = (1 << 63) - 1  # off_t's largest: a POSIX object is a tmpfs file
 
@@ -159,7 +159,13 @@ def create_sysv(key: int, label: str, size: int, mode: int) -> Segment | None:
         if code in (errno.EINVAL, errno.ENOSPC, errno.ENOMEM):
             raise TooLarge(label, f"{size} bytes: beyond the kernel's limits (shmmax, shmall)")
         raise from_os_error(label, OSError(code, os.strerror(code)))
-    segment = attach_sysv(made, label, readonly=False)
+    try:
+        segment = attach_sysv(made, label, readonly=False)
+    except BaseException as err:  # no address space for it (RLIMIT_AS), a signal: unmade
+        _libc.shmctl(made, IPC_RMID, None)
+        if isinstance(err, MemoryError):
+            raise TooLarge(label, f"{size} bytes: no address space to attach them") from None
+        raise
     segment.created = True
     return segment
 
@@ -208,7 +214,9 @@ def open_posix(name: str, readonly: bool) -> Segment:
 
 
 def no_room(name: str, size: int, err: OSError) -> Exception:
-    if err.errno in (errno.ENOSPC, errno.EFBIG, errno.ENOMEM):
+    if err.errno == errno.EFBIG:  # /dev/shm may have room; this process may not grow a file
+        return TooLarge(name, f"{size} bytes: past this process's file size limit (ulimit -f)")
+    if err.errno in (errno.ENOSPC, errno.ENOMEM):
         return TooLarge(name, f"{size} bytes: no room for them in /dev/shm")
     return from_os_error(name, err)
 
@@ -233,12 +241,15 @@ def create_posix(name: str, size: int, mode: int) -> Segment | None:
     try:
         os.fchmod(shm.fd, mode)  # shm_open applied the umask; --mode means exactly this mode
         os.posix_fallocate(shm.fd, 0, size)
-    except OSError as err:
-        os.close(shm.fd)
+        segment = map_posix(name, shm.fd, readonly=False)  # closes the fd if it fails
+    except BaseException as err:  # no room, no address space (mmap), a signal: unmade
+        with contextlib.suppress(OSError):
+            os.close(shm.fd)
         with contextlib.suppress(posix_ipc.Error):
             posix_ipc.unlink_shared_memory(name)
-        raise no_room(name, size, err) from None
-    segment = map_posix(name, shm.fd, readonly=False)
+        if isinstance(err, OSError) and err.errno != errno.EBADF:
+            raise no_room(name, size, err) from None
+        raise
     segment.created = True
     return segment
 
