@@ -256,11 +256,6 @@ def limit(kind: int, value: int) -> Callable[[], None]:
 # --- signals while the segment is being made -----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a signal while a new POSIX object is sized (posix_fallocate) ends the verb "
-    "(130/143) and leaves the object in /dev/shm; what a verb made should be removed",
-)
 @pytest.mark.parametrize(
     ("stream", "number"),
     [(True, signal.SIGINT), (False, signal.SIGTERM)],
@@ -297,11 +292,6 @@ def test_a_signal_while_the_new_object_is_sized_leaves_nothing(
 # --- two ending signals at once ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SIGTERM and SIGHUP back to back (systemd's SendSIGHUP) on a waiting stream "
-    "side: the second lands in its clean-up, which stops; exit 143 with the ring left",
-)
 def test_sigterm_then_sighup_at_once_leave_no_ring(
     shm_target: str, helper: Callable[[str], str]
 ) -> None:
@@ -326,11 +316,6 @@ def test_sigterm_then_sighup_at_once_leave_no_ring(
 # --- a signal after the verb ended -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a SIGTERM once recv has taken its unit and is on its way out kills it (the "
-    "shell sees 143) with the unit kept; only exit 0 may take one (a late Ctrl-C is ignored)",
-)
 def test_sigterm_after_recv_took_its_unit_is_no_failure_that_keeps_it(
     sem_target: str, helper: Callable[[str], str]
 ) -> None:
@@ -360,11 +345,6 @@ def test_sigterm_after_recv_took_its_unit_is_no_failure_that_keeps_it(
 # --- sizes past what the kernel or the process allows ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--size of 2**63 or more for a POSIX object: internal error (OverflowError) and "
-    "an empty object left in /dev/shm; should be one line (exit 7) and nothing made",
-)
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "blackboard"])
 def test_a_size_past_2_63_for_a_posix_object_is_too_large(shm_name: str, stream: bool) -> None:
     args = ["--stream", "--timeout", "1"] if stream else ["--data", "x"]
@@ -374,11 +354,6 @@ def test_a_size_past_2_63_for_a_posix_object_is_too_large(shm_name: str, stream:
     assert not segment_there(shm_name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty POSIX object (shm_open, never sized) under --stream: internal error "
-    "(TypeError) after 2 s; the code means it as a refusal, exit 2 with a line",
-)
 def test_an_object_nobody_sized_is_refused_with_a_line(shm_name: str) -> None:
     make_segment(shm_name, 0)
     got = run("shm", "recv", shm_name, "--stream", "--timeout", "5")
@@ -387,11 +362,6 @@ def test_an_object_nobody_sized_is_refused_with_a_line(shm_name: str) -> None:
     assert segment_there(shm_name), "an object another program made was removed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new segment that cannot be mapped (RLIMIT_AS): left behind (SysV: internal "
-    "error MemoryError; POSIX: all its size reserved in /dev/shm); one line, nothing left",
-)
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "blackboard"])
 def test_a_segment_that_cannot_be_mapped_is_not_left_behind(
     shm_target: str, stream: bool
@@ -412,11 +382,6 @@ def test_a_segment_that_cannot_be_mapped_is_not_left_behind(
     assert not left, f"the new segment was left behind ({err.strip()})"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a POSIX object past RLIMIT_FSIZE is refused with 'no room for them in "
-    "/dev/shm' though /dev/shm has room: the reason should be the file size limit",
-)
 def test_a_size_past_rlimit_fsize_names_the_limit_not_dev_shm(shm_name: str) -> None:
     sent = subprocess.run(
         command("shm", "send", shm_name, "--size", str(1 << 20), "--data", "x"),
@@ -438,12 +403,6 @@ exec "$@"
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a blackboard send into a sparse POSIX object on a full /dev/shm dies of "
-    "SIGBUS: its look for a running stream reads the header through the shared mapping "
-    "(tmpfs allocates a page for that) before the reserve that says exit 7",
-)
 def test_a_blackboard_send_into_a_sparse_object_on_a_full_dev_shm_is_exit_7(
     ipctool_name: str,
 ) -> None:
@@ -467,11 +426,6 @@ def test_a_blackboard_send_into_a_sparse_object_on_a_full_dev_shm_is_exit_7(
 # --- peers that die in odd places ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sender killed (SIGKILL) but not yet reaped by its parent is a zombie, which "
-    "passes for alive: the receiver waits out --timeout (124), not exit 1 'gone'",
-)
 def test_a_killed_sender_not_yet_reaped_ends_the_receiver(shm_target: str) -> None:
     receiver = start_receiver(
         "shm", "recv", shm_target, "--stream", "--size", "4096", "--timeout", "2",
@@ -494,11 +448,6 @@ def test_a_killed_sender_not_yet_reaped_ends_the_receiver(shm_target: str) -> No
     assert (receiver.returncode, err.decode()) == (1, line)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sender that took its claim word and died before marking itself running: "
-    "no sender can ever join, yet the receiver waits (124 at --timeout, else forever)",
-)
 def test_a_sender_dead_between_its_claim_and_its_state_ends_the_receiver(
     shm_target: str,
 ) -> None:
@@ -519,12 +468,6 @@ def test_a_sender_dead_between_its_claim_and_its_state_ends_the_receiver(
     assert str(gone.pid) in err.decode(), err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a ring whose first side has written version, header size and capacity but "
-    "not yet the magic (two sides started at once) is refused as 'no ipctool stream "
-    "ring (a blackboard?)', exit 2, instead of joined",
-)
 def test_a_ring_caught_between_its_fields_and_its_magic_is_joined(shm_target: str) -> None:
     """What the first side of a ring writes, in the README's order: made_for_stream,
     then version, header size and capacity, then the magic last. A peer can be
@@ -572,11 +515,6 @@ def test_a_ring_truncated_under_a_waiting_receiver_ends_it_with_a_line(shm_name:
 # --- stdin and stdout the way other programs leave them -------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the receiver's stdout reader went away while it waits for data: it waits on "
-    "(124 at --timeout, else forever) instead of ending quietly, 141 (README Conventions)",
-)
 def test_a_waiting_receiver_whose_reader_left_ends_quietly(shm_target: str) -> None:
     read_end, write_end = os.pipe()
     try:
@@ -598,12 +536,6 @@ def test_a_waiting_receiver_whose_reader_left_ends_quietly(shm_target: str) -> N
     assert (receiver.returncode, err) == (141, b"")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a non-blocking stdin (a pipe a parent set O_NONBLOCK on) ends a stream sender "
-    "at its first empty read: exit 5 'resource temporarily unavailable', the stream "
-    "stopped; fifo send waits for the input",
-)
 def test_a_non_blocking_stdin_is_waited_for(shm_target: str) -> None:
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
@@ -626,12 +558,6 @@ def test_a_non_blocking_stdin_is_waited_for(shm_target: str) -> None:
     assert (receiver.returncode, out, err) == (0, b"late input", b"")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a non-blocking stdout (O_NONBLOCK pipe) ends a stream receiver when the pipe "
-    "fills: exit 5 'stdout: resource temporarily unavailable', the stream lost; fifo "
-    "recv waits for room",
-)
 def test_a_non_blocking_stdout_is_waited_for(shm_target: str) -> None:
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
@@ -682,11 +608,6 @@ def read_all(fd: int) -> bytes:
     return b"".join(parts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stdin that cannot be read (open for writing only) fails a stream sender with "
-    "'ipctool: shm: bad file descriptor', naming no object; msgq says 'stdin: ...'",
-)
 def test_an_unreadable_stdin_is_named_in_the_error(shm_target: str, tmp_path: Path) -> None:
     with open(tmp_path / "out", "wb") as write_only:
         sent = subprocess.run(
