@@ -131,6 +131,11 @@ _BY_ERRNO: dict[str, type[IpcError]] = {
     "ENXIO": NotFound,
     "ECONNREFUSED": NotFound,
     "ESRCH": NotFound,
+    # A host or network with no route to it (tcp, udp): nobody there to talk to
+    # either, and as worth a retry (a link coming up, a host booting).
+    "EHOSTUNREACH": NotFound,
+    "ENETUNREACH": NotFound,
+    "ENETDOWN": NotFound,
     # 4, permission denied.
     "EACCES": PermissionDenied,
     "EPERM": PermissionDenied,
@@ -160,6 +165,9 @@ _REASONS: dict[str, str] = {
     "EPIPE": "the other end was closed",
     "ECONNRESET": "connection reset by peer",
     "ECONNREFUSED": "connection refused: nothing is listening",
+    "EHOSTUNREACH": "host unreachable: no route to it",
+    "ENETUNREACH": "network unreachable: no route to it",
+    "ENETDOWN": "network is down",
 }
 
 
