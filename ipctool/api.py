@@ -36,6 +36,9 @@ if TYPE_CHECKING:
         naming,
         say,
     )
+    from ipctool.inet import HostPort, address_text, parse_host_port, resolve_addresses
+    from ipctool.inetdiag import InetSock
+    from ipctool.inetdiag import table as inet_table
     from ipctool.messages import (
         STREAM_CHANNEL_BASE,
         UNTIL_END,
@@ -182,6 +185,10 @@ _LAZY = {
         ["HeldSignals", "exit_status", "pass_on", "start_command"], "ipctool.children"
     ),
     "announce_ready": "ipctool.ready",
+    **dict.fromkeys(
+        ["HostPort", "address_text", "parse_host_port", "resolve_addresses"], "ipctool.inet"
+    ),
+    "InetSock": "ipctool.inetdiag",
     "relay": "ipctool.relay",
     **dict.fromkeys(
         [
@@ -264,7 +271,10 @@ _LAZY = {
         "ipctool.waiting",
     ),
 }
-_RENAMED = {"TimeoutOption": ("ipctool.options", "Timeout")}
+_RENAMED = {
+    "TimeoutOption": ("ipctool.options", "Timeout"),
+    "inet_table": ("ipctool.inetdiag", "table"),
+}
 
 __all__ = [  # a literal list, so linters and type checkers see every name
     "DEFAULT_MODE",
@@ -285,7 +295,9 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "Force",
     "Framing",
     "HeldSignals",
+    "HostPort",
     "Inbox",
+    "InetSock",
     "IpcError",
     "IpcObject",
     "IpcTarget",
@@ -319,6 +331,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "UsageError",
     "WouldBlock",
     "accept_connection",
+    "address_text",
     "announce_ready",
     "connect_socket",
     "data_fields",
@@ -331,6 +344,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "heartbeat_running",
     "hookimpl",
     "idle_for",
+    "inet_table",
     "interrupts_deferred",
     "iso_time",
     "json_line",
@@ -338,6 +352,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "new_app",
     "new_socket",
     "parse_duration",
+    "parse_host_port",
     "parse_id",
     "parse_ipc_target",
     "parse_mode",
@@ -357,6 +372,7 @@ __all__ = [  # a literal list, so linters and type checkers see every name
     "relay",
     "removal_errors",
     "require_stdio",
+    "resolve_addresses",
     "retry_until",
     "say",
     "send_messages",
