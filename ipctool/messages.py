@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ipctool.errors import (
     ExitCode,
     IpcError,
+    StdoutClosed,
     Timeout,
     TooLarge,
     UsageError,
@@ -371,7 +372,7 @@ def _receive_messages(
                     if follow:
                         break
                     raise
-                except IpcError:
+                except (IpcError, StdoutClosed):  # our reader gone while we waited: 141
                     raise
                 except Exception as exc:
                     failure = exc
