@@ -144,7 +144,7 @@ def use_interface(sock: socket.socket, where: Endpoint, interface: str) -> None:
 
 
 def bind_to_device(sock: socket.socket, interface: str) -> None:
-    name = interface if not interface.isdigit() else socket.if_indextoname(int(interface))
+    name = interface_name(interface_index(interface))  # NotFound for no such interface
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, name.encode())
 
 
@@ -220,7 +220,6 @@ RECEIVE_REASONS = {
     errno.EADDRINUSE: "address already in use (another socket is bound to it)",
     errno.EADDRNOTAVAIL: "not an address of this host",
     errno.EACCES: "permission denied (ports below 1024 are root's)",
-    errno.ENODEV: "no route to join the group on: name an interface with --interface",
 }
 
 
@@ -255,14 +254,21 @@ def join(sock: socket.socket, family: int, group: Any, interface: str | None) ->
     only the groups this socket joined (IP_MULTICAST_ALL off: Linux would deliver
     every group any socket joined to a socket bound to every address)."""
     index = interface_index(interface) if interface is not None else 0
-    if family == socket.AF_INET:
-        request = MREQN.pack(group.packed, bytes(4), index)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
-        sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-    else:
-        request = MREQ6.pack(group.packed, index)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, request)
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+    try:
+        if family == socket.AF_INET:
+            request = MREQN.pack(group.packed, bytes(4), index)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
+            sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        else:
+            request = MREQ6.pack(group.packed, index)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, request)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+    except OSError as err:
+        if err.errno != errno.ENODEV:
+            raise
+        raise UsageError(
+            str(group), "no route says where to join this group: name an interface (--interface)"
+        ) from None
 
 
 def raise_receive_buffer(sock: socket.socket) -> None:
