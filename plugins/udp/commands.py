@@ -157,8 +157,9 @@ def send_datagrams(
     """The core's send loop; the first datagram is read and size-checked before the
     socket is made. A unicast destination is connected (its errors come back); a
     group or broadcast address is sent to, so that anyone's answer is taken."""
-    from ipctool.api import SocketOutlet, send_messages
+    from ipctool.api import send_messages
     from ipctool_plugins.udp import endpoints
+    from ipctool_plugins.udp.datagrams import DatagramOutlet
 
     opened: list[Any] = []
     connect = not (where.multicast or broadcast)
@@ -166,7 +167,7 @@ def send_datagrams(
     def create() -> Any:
         sock = endpoints.sender(where, broadcast=broadcast, interface=interface, connect=connect)
         opened.append(sock)
-        return SocketOutlet(
+        return DatagramOutlet(
             sock,
             where.label,
             timeout=timeout,
@@ -195,7 +196,7 @@ def send_datagrams(
 def print_reply(sock: Any, label: str, framing: Framing, timeout: float | None) -> None:
     """One datagram back, printed as recv prints it."""
     from ipctool.api import receive
-    from ipctool_plugins.udp.inbox import DatagramInbox
+    from ipctool_plugins.udp.datagrams import DatagramInbox
 
     receive(DatagramInbox(sock, label), framing, count=1, timeout=timeout)
 
@@ -268,7 +269,7 @@ def receive_datagrams(
     ready_fd: int | None,
 ) -> None:
     from ipctool.api import announce_ready, receive, say
-    from ipctool_plugins.udp.inbox import DatagramInbox, report_drops
+    from ipctool_plugins.udp.datagrams import DatagramInbox, report_drops
 
     inbox = DatagramInbox(bound.sock, bound.label, senders=as_json)
     if bound.asked_port_zero:
