@@ -378,6 +378,12 @@ def _receive_messages(
                     failure = exc
                 else:
                     remaining -= 1
+                    if remaining and most > 1:  # what came meanwhile goes in the same write
+                        room = most - 1 if remaining < 0 else min(most - 1, remaining)
+                        more, failure = take(room)
+                        batch += more
+                        if remaining > 0:
+                            remaining -= len(more)
             if batch:
                 _deliver(inbox, writer, batch)
         if isinstance(failure, Ended):
