@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import time
 from types import ModuleType
 from typing import Any
 
@@ -47,6 +48,7 @@ def _load_batch() -> ModuleType | None:
 
 
 _batch = _load_batch()
+DROPS_EVERY = 0.1  # seconds between two looks at the drop counter while recv waits
 
 
 class DatagramOutlet(SocketOutlet):
@@ -98,6 +100,7 @@ class DatagramInbox(SocketInbox):
                 self.take_many = self._take_many
         self.pending: BaseException | None = None  # a batch's failure, for the next call
         self.reported = 0  # drops already said
+        self.next_look = 0.0  # when wait() next reads the drop counter
 
     def _receive_data(self) -> Message:
         """A datagram without its sender: no address to build for every datagram."""
@@ -125,7 +128,10 @@ class DatagramInbox(SocketInbox):
         return IpcError(self.label, f"a datagram of more than {RECEIVE_BUFFER - 1} bytes was cut")
 
     def wait(self, channel: int | None, timeout: float | None) -> Message:
-        report_drops(self)
+        now = time.monotonic()
+        if now >= self.next_look:  # at most ten times a second: a busy recv waits often
+            self.next_look = now + DROPS_EVERY
+            report_drops(self)
         return super().wait(channel, timeout)
 
     def translate(self, exc: BaseException) -> BaseException:
