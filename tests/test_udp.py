@@ -306,6 +306,7 @@ def test_bad_receive_addresses_and_flags() -> None:
         (":0", "--follow", "--count", "2"),
         (":0", "--lines", "--null"),
         (":0", "--interface", "no-such-interface0"),
+        (":0", "--group", "ff02::4242"),  # a link-local group without its link
     ):
         result = run("udp", "recv", *args, "--timeout", "5")
         assert result.code in (2, 3), (args, result.err)

@@ -41,6 +41,7 @@ SO_MEMINFO, SK_MEMINFO_DROPS = 55, 8  # getsockopt: u32 sk_meminfo[9]; the 9th i
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29  # linux/in.h, linux/in6.h
 MREQN = struct.Struct("=4s4si")  # struct ip_mreqn: group, local address, interface index
 MREQ6 = struct.Struct("=16sI")  # struct ipv6_mreq: group, interface index
+LINK_SCOPE = 2  # an IPv6 group's scope (its second nibble): 1 this host, 2 one link
 SEND_REASONS = {
     errno.ECONNREFUSED: "nothing receives on this port (the host answered: port unreachable)",
     errno.EACCES: "permission denied (to send to a broadcast address, add --broadcast)",
@@ -182,6 +183,8 @@ def receiver(text: str, group: str | None, interface: str | None) -> Receiver:
         check_group_bind(target, joined, bound)
         if family == socket.AF_INET6 and interface is not None:  # ff02:: needs its link
             sockaddr = (sockaddr[0], sockaddr[1], 0, interface_index(interface))
+        elif joined.version == 6 and int(joined) >> 112 & 0xF <= LINK_SCOPE:
+            raise UsageError(str(joined), "a link-local group is joined on a link: --interface")
     sock = new_socket(family, socket.SOCK_DGRAM)
     try:
         with socket_errors(address_of(sockaddr), RECEIVE_REASONS):
