@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ipctool.errors import (
     ExitCode,
     IpcError,
+    StdoutClosed,
     Timeout,
     TooLarge,
     UsageError,
@@ -80,6 +81,7 @@ def send_messages(
     terminator: bytes = b"",
     limit_of: str = "the object's",
     channels: bool = False,
+    streams: bool = True,
 ) -> None:
     """send for any message mechanism: stdin (or `data`) in `framing`, as messages.
 
@@ -88,6 +90,7 @@ def send_messages(
     limit_of: whose limit, for the too-large error line ("a new queue's").
     channels: the mechanism can keep a stream's pieces apart under a channel of
     their own, which a receiver selects (SysV message types); see stream_protocol.
+    streams: the mechanism offers --stream (the too-large line suggests it).
     """
     from ipctool.waiting import waits_in_loop
 
@@ -95,7 +98,7 @@ def send_messages(
         if framing is Framing.STREAM:
             _send_stream(create, limit, label, data, limit_of, channels)
         else:
-            _send_records(framing, create, limit, label, data, terminator, limit_of)
+            _send_records(framing, create, limit, label, data, terminator, limit_of, streams)
 
 
 def _send_records(
@@ -106,9 +109,10 @@ def _send_records(
     data: bytes | None,
     terminator: bytes,
     limit_of: str,
+    streams: bool = True,
 ) -> None:
     room = limit - len(terminator)
-    batches = _batches(framing, data, room, label, limit, limit_of)
+    batches = _batches(framing, data, room, label, limit, limit_of, streams)
     first = next(batches, None)  # read and checked before anything is created
     outlet = create()
     put_many = getattr(outlet, "put_many", None) or _one_by_one(outlet.put)
@@ -151,7 +155,13 @@ def _send_stream(
 
 
 def _batches(
-    framing: Framing, data: bytes | None, room: int, label: str, limit: int, limit_of: str
+    framing: Framing,
+    data: bytes | None,
+    room: int,
+    label: str,
+    limit: int,
+    limit_of: str,
+    streams: bool = True,
 ) -> Iterator[list[bytes]]:
     """stdin_batches, with an oversized message or record as TooLarge for `label`."""
     try:
@@ -165,6 +175,7 @@ def _batches(
             record=framing in (Framing.LINES, Framing.NULL),
             cut=big.cut,
             first=big.first,
+            streams=streams,
         ) from None
 
 
@@ -177,19 +188,23 @@ def too_large(
     record: bool = False,
     cut: bool = False,
     first: bool = True,
+    streams: bool = True,
 ) -> TooLarge:
     """A message over `limit` bytes, refused with the framings that would fit.
 
     cut: reading stopped once the message passed the limit, so `size` is a lower
     bound. record and not first: the records before this one went already.
+    streams: the mechanism has --stream, which carries any size.
     """
     amount = f"more than {limit} bytes" if cut else f"{size} bytes"
     if not record:
-        what, hint = "message", "--stream splits any size; --lines/--null send a message per record"
-    elif first:
-        what, hint = "record", "--stream carries data of any size"
+        stream = "--stream splits any size; " if streams else ""
+        what, hint = "message", f"{stream}--lines/--null send a message per record"
+    elif streams:
+        earlier = "" if first else " (earlier records were sent)"
+        what, hint = "record", f"--stream carries data of any size{earlier}"
     else:
-        what, hint = "record", "--stream carries data of any size (earlier records were sent)"
+        what, hint = "record", "nothing was sent" if first else "earlier records were sent"
     return TooLarge(label, f"a {what} of {amount} is over {limit_of} {limit}-byte limit; {hint}")
 
 
@@ -257,6 +272,12 @@ class Inbox(Protocol):
     # waiting. It raises the library's error (as poller()'s receive would) only
     # when nothing could be taken; after a batch, it must be the next call that
     # raises. recv uses it where the Inbox has it, and poller() otherwise.
+    #
+    # Optional: `paced = False` for an inbox that cannot put messages back and
+    # loses what it still holds when recv ends (a datagram socket): recv then
+    # writes into a pipe in batches without waiting for its reader to empty it
+    # (a wait would not save a message, and would let a fast sender's datagrams
+    # overflow the socket's buffer meanwhile).
     #
     # Optional, with channels: receive_pieces(channel, fd, block, magic, control_size)
     # -> (written, pieces, control, stop, write_error) takes a stream's pieces from
@@ -336,7 +357,8 @@ def _receive_messages(
 
     take = _taker(inbox)
     wait = _waiter(inbox, nowait, timeout)
-    most = 1 if writer.pipe else BATCH
+    paced = writer.pipe and getattr(inbox, "paced", True)
+    most = 1 if paced else BATCH
     remaining = -1 if follow or count == UNTIL_END else count
     while remaining:
         with interrupts_deferred():  # what left the kernel is written before Ctrl-C acts
@@ -350,12 +372,18 @@ def _receive_messages(
                     if follow:
                         break
                     raise
-                except IpcError:
+                except (IpcError, StdoutClosed):  # our reader gone while we waited: 141
                     raise
                 except Exception as exc:
                     failure = exc
                 else:
                     remaining -= 1
+                    if remaining and most > 1:  # what came meanwhile goes in the same write
+                        room = most - 1 if remaining < 0 else min(most - 1, remaining)
+                        more, failure = take(room)
+                        batch += more
+                        if remaining > 0:
+                            remaining -= len(more)
             if batch:
                 _deliver(inbox, writer, batch)
         if isinstance(failure, Ended):
@@ -366,7 +394,7 @@ def _receive_messages(
             if not inbox.recover(failure):
                 raise inbox.translate(failure) from None
             take = _taker(inbox)
-        if writer.pipe and remaining and batch:  # outside the deferral: Ctrl-C ends it
+        if paced and remaining and batch:  # outside the deferral: Ctrl-C ends it
             try:
                 writer.wait_read()
             except WriteFailed as failed:
@@ -419,11 +447,17 @@ class _ReaderGone(IpcError):
 def _write_failure(inbox: Inbox, failed: WriteFailed) -> BaseException:
     """The error a failed write ends recv with, once the messages it did not write
     are back in the object (or said to be lost). A reader that went away is a
-    quiet exit 141, unless messages were lost."""
+    quiet exit 141, unless messages were lost (except from an unpaced inbox,
+    whose messages a reader leaving loses anyway: those it still held, and
+    those that come after)."""
     count = len(failed.unwritten)
     some = f"{count} message{'s' * (count != 1)}"
     note = ""
-    if count:
+    if count and not getattr(inbox, "paced", True):
+        if isinstance(failed.error, BrokenPipeError):
+            return failed.error
+        note = f"; {some} taken from {inbox.label} not written: lost"
+    elif count:
         try:
             inbox.put_back(failed.unwritten)
             note = f"; {some} not written put back in {inbox.label} (at the end)"

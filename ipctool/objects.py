@@ -215,6 +215,10 @@ class ObjectSource:
     # `clean TARGET --force` removes an object in use. False where remove() refuses
     # one anyway (a live socket): clean's refusal then offers no --force.
     force_removes_in_use = True
+    # Why no object of this mechanism is ever stale (a UDP socket lives exactly as
+    # long as a process holds it), or None: clean --stale then says so on stderr
+    # and removes nothing, and every record's stale_reason says it.
+    never_stale: str | None = None
 
     def objects(self, proc: Any, scope: str | None = None) -> Iterable[IpcObject]:
         """Every object this user can see; with a scope (see is_scope), those in it."""
@@ -244,6 +248,9 @@ class ObjectSource:
 
     def stale(self, obj: IpcObject, older_than: float) -> bool:
         """Whether clean --stale may remove it; override for other rules."""
+        if self.never_stale:
+            obj.stale_reason = self.never_stale
+            return False
         return judge_stale(obj, older_than)
 
     def describe(self, obj: IpcObject) -> str:

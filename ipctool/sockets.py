@@ -269,7 +269,9 @@ def receive_stream(conn: socket.socket, *, label: str, timeout: float | None = N
 
 class SocketOutlet:
     """send_messages' Outlet for a connected datagram or seqpacket socket: one
-    send per message, so the receiver gets each whole, as it was cut.
+    send per message, so the receiver gets each whole, as it was cut; or, given
+    an `address`, an unconnected datagram socket's sendto (a broadcast or
+    multicast sender that takes answers from anyone).
 
     A full receiver (a unix datagram socket's queue, a seqpacket peer's buffer)
     is waited for up to `timeout` per message (exit 124), or with nowait is
@@ -284,18 +286,22 @@ class SocketOutlet:
         nowait: bool = False,
         timeout: float | None = None,
         reasons: Mapping[int, str] | None = None,
+        address: Any = None,
     ) -> None:
         self.sock = sock
         self.label = label
         self.nowait = nowait
         self.timeout = timeout
         self.reasons = reasons
+        self.send: Callable[[bytes], int] = (
+            sock.send if address is None else lambda message: sock.sendto(message, address)
+        )
 
     def put(self, message: bytes, channel: int | None = None) -> None:
         self.put_many([message])
 
     def put_many(self, messages: list[bytes]) -> None:
-        send = self.sock.send
+        send = self.send
         with socket_errors(self.label, self.reasons):
             for message in messages:
                 try:
@@ -309,7 +315,7 @@ class SocketOutlet:
         when_ready(
             self.sock.fileno(),
             select.POLLOUT,
-            lambda: self.sock.send(message),
+            lambda: self.send(message),
             busy=BlockingIOError,
             timeout=self.timeout,
             obj=self.label,
@@ -317,7 +323,7 @@ class SocketOutlet:
 
     def try_put(self, message: bytes, channel: int | None = None) -> None:
         with socket_errors(self.label, self.reasons):
-            self.sock.send(message)
+            self.send(message)
 
     def take_all(self, channel: int) -> None:
         pass  # no channels: a socket keeps nothing once both ends are gone

@@ -164,6 +164,9 @@ def stale_candidates(source: ObjectSource, scope: str | None, age: float) -> lis
     if scope is None and source.stale_needs_scope:
         warn(f"{source.mechanism}: clean --stale looks only in a directory you name; none named")
         return []
+    if source.never_stale:
+        warn(f"{source.mechanism}: nothing to clean: {source.never_stale}")
+        return []
     found = [
         o
         for o in source.objects(proc_view(), scope=scope)

@@ -289,18 +289,25 @@ def test_wheel_maps_plugins_to_a_distinct_package(tmp_path: Path) -> None:
     section = text.split("[ipctool]\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert {"msgq = ipctool_plugins.msgq", "fifo = ipctool_plugins.fifo"} <= set(section)
     assert "ipctool_plugins/fifo/commands.py" in names
-    assert accelerators(names), "msgq's C batches were not built (the suite has gcc)"
+    built = {n.split("/")[1] for n in accelerators(names)}
+    assert built == {"msgq", "udp"}, "msgq's and udp's C batches were not built (the suite has gcc)"
 
 
 def accelerators(names: list[str]) -> list[str]:
-    return [n for n in names if n.startswith("ipctool_plugins/msgq/_batch.") and n.endswith(".so")]
+    return [
+        n
+        for n in names
+        if n.startswith(("ipctool_plugins/msgq/_batch.", "ipctool_plugins/udp/_batch."))
+        and n.endswith(".so")
+    ]
 
 
 @pytest.mark.slow
 def test_without_a_compiler_the_wheel_builds_without_the_accelerator(tmp_path: Path) -> None:
-    """msgq's C batches are an optional extension: where they cannot be compiled,
-    ipctool still builds (msgq then runs on sysv_ipc alone, as with IPCTOOL_NO_NATIVE,
-    which tests/test_msgq.py runs). In a copy, so that no earlier build is reused."""
+    """msgq's and udp's C batches are optional extensions: where they cannot be
+    compiled, ipctool still builds (msgq then runs on sysv_ipc alone and udp on its
+    Python loops, as with IPCTOOL_NO_NATIVE, which tests/test_msgq.py and
+    tests/test_udp.py run). In a copy, so that no earlier build is reused."""
     import shutil
 
     root = Path(__file__).parents[1]
