@@ -103,12 +103,15 @@ class UdpSource(ObjectSource):
         return view.socket_object(found[0])
 
     def remove(self, obj: IpcObject) -> None:
-        from ipctool.api import naming
-        from ipctool_plugins.udp import diag
+        """Close the socket from outside (the core's SOCK_DESTROY, as tcp's clean)."""
+        from ipctool.api import destroy_inet_socket, naming
 
-        family = socket.AF_INET6 if obj.kind == "ipv6" else socket.AF_INET
+        inode = int(obj.id or 0)
         with naming(obj.target, reasons=DESTROY_REASONS):
-            diag.destroy(family, int(obj.id or 0))
+            found = [s for s in inet_table(socket.IPPROTO_UDP).sockets if s.inode == inode]
+            if not found:
+                raise OSError(errno.ENOENT, "no such socket")
+            destroy_inet_socket(socket.IPPROTO_UDP, found[0])
 
     def unremovable(self, obj: IpcObject) -> str:
         return (
