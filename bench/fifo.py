@@ -25,27 +25,17 @@ from pathlib import Path
 
 from harness import (
     IPCTOOL,
+    SMALL,
     Bench,
-    Figure,
     Proc,
-    check_same,
+    head_cat,
     main,
+    measure_transfers,
     parse_size,
     parser,
-    transfer_figures,
-    write_random,
 )
 
-SMALL = 16  # the steady-state baseline moves 1/SMALL of the data
 TARGET = 1.0  # ipctool time ÷ cat-FIFO time, at most
-
-
-def head(size: int) -> Proc:
-    return Proc(["head", "-c", str(size), "/dev/zero"])
-
-
-def head_cat(bench: Bench, source: Proc | Path, sink: Path | None = None) -> float:
-    return bench.run(Proc(["cat"], stdin=source, stdout=sink))
 
 
 def cat_fifo(bench: Bench, source: Proc | Path, sink: Path | None = None) -> float:
@@ -91,31 +81,7 @@ def body(bench: Bench) -> None:
         )
         notes.append("fifo plugin not installed (`ipctool fifo --help` failed): no ipctool figure.")
 
-    data, copy = bench.path("check"), bench.path("copy")
-    write_random(data, (4 << 20) + 12345)
-    for name, transfer in transfers.items():  # untimed: exact bytes, or no figure
-        transfer(bench, data, copy)
-        check_same(data, copy, name)
-    data.unlink()
-    copy.unlink()
-
-    cases: dict[str, Callable[[], float]] = {}
-    for amount in (size, size // SMALL):
-        for name, transfer in transfers.items():
-            cases[f"{name} {amount >> 20} MiB"] = lambda t=transfer, n=amount: t(
-                bench, head(n), None
-            )
-    bench.measure(cases)
-
-    def figures(case: str, reference: str, target: float | None = None) -> list[Figure]:
-        big, small = f" {size >> 20} MiB", f" {(size // SMALL) >> 20} MiB"
-        return transfer_figures(
-            f"{case} ÷ {reference}",
-            case + big,
-            reference + big,
-            (case + small, reference + small),
-            targets=(target, None),
-        )
+    figures = measure_transfers(bench, transfers, size)
 
     chosen = figures("cat FIFO", "head | cat")
     if "ipctool fifo" in transfers:

@@ -130,6 +130,56 @@ def transfer_figures(
     return [end_to_end, steady]
 
 
+SMALL = 16  # a stream's steady-state baseline moves 1/SMALL of the data
+Transfer = Callable[..., float]  # (bench, source, sink) -> seconds
+
+
+def head(size: int) -> Proc:
+    """The stream every transfer script moves: `size` bytes of /dev/zero."""
+    return Proc(["head", "-c", str(size), "/dev/zero"])
+
+
+def head_cat(bench: Bench, source: Proc | Path, sink: Path | None = None) -> float:
+    """The pipe's floor: `head -c N /dev/zero | cat > sink`."""
+    return bench.run(Proc(["cat"], stdin=source, stdout=sink))
+
+
+def measure_transfers(
+    bench: Bench, transfers: Mapping[str, Transfer], size: int
+) -> Callable[..., list[Figure]]:
+    """What every stream script does: each path carries 4 MiB of random data
+    once, untimed, and must give it back exactly (or there is no figure); then
+    every path is timed with `size` bytes and with size // SMALL (the start-up
+    baseline a steady-state figure subtracts), all in the same interleaved
+    rounds. Returns figures(case, reference, target=None) for the report."""
+    data, copy = bench.path("check"), bench.path("copy")
+    write_random(data, (4 << 20) + 12345)
+    for name, transfer in transfers.items():
+        transfer(bench, data, copy)
+        check_same(data, copy, name)
+    data.unlink()
+    copy.unlink()
+    cases: dict[str, Callable[[], float]] = {}
+    for amount in (size, size // SMALL):
+        for name, transfer in transfers.items():
+            cases[f"{name} {amount >> 20} MiB"] = lambda t=transfer, n=amount: t(
+                bench, head(n), None
+            )
+    bench.measure(cases)
+    big, small = f" {size >> 20} MiB", f" {(size // SMALL) >> 20} MiB"
+
+    def figures(case: str, reference: str, target: float | None = None) -> list[Figure]:
+        return transfer_figures(
+            f"{case} ÷ {reference}",
+            case + big,
+            reference + big,
+            (case + small, reference + small),
+            targets=(target, None),
+        )
+
+    return figures
+
+
 @dataclass(frozen=True)
 class Spread:
     median: float

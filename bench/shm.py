@@ -28,19 +28,17 @@ from pathlib import Path
 
 from harness import (
     IPCTOOL,
+    SMALL,
     Bench,
-    Figure,
     Proc,
-    check_same,
     compile_c,
+    head_cat,
     main,
+    measure_transfers,
     parse_size,
     parser,
-    transfer_figures,
-    write_random,
 )
 
-SMALL = 16  # the steady-state baseline moves 1/SMALL of the data
 TARGET = 1.1  # ipctool time ÷ head | cat time, at most
 RING = 4 << 20
 PEER_SOURCE = Path(__file__).resolve().parents[1] / "tests" / "peers" / "shm_ring.c"
@@ -53,14 +51,6 @@ def new_key(bench: Bench) -> str:
     # the receiver removes the ring; if a run failed, nothing of it may stay
     bench.at_exit(lambda: subprocess.run(["ipcrm", "-M", key], capture_output=True))
     return key
-
-
-def head(size: int) -> Proc:
-    return Proc(["head", "-c", str(size), "/dev/zero"])
-
-
-def head_cat(bench: Bench, source: Proc | Path, sink: Path | None = None) -> float:
-    return bench.run(Proc(["cat"], stdin=source, stdout=sink))
 
 
 def ipctool_shm(bench: Bench, source: Proc | Path, sink: Path | None = None) -> float:
@@ -97,31 +87,7 @@ def body(bench: Bench) -> None:
         f"sizes: {size >> 20} MiB, and {(size // SMALL) >> 20} MiB for the baseline",
         f"rings: {RING >> 20} MiB segments",
     ]
-    data, copy = bench.path("check"), bench.path("copy")
-    write_random(data, (4 << 20) + 12345)
-    for name, transfer in transfers.items():  # untimed: exact bytes, or no figure
-        transfer(bench, data, copy)
-        check_same(data, copy, name)
-    data.unlink()
-    copy.unlink()
-
-    cases: dict[str, Callable[[], float]] = {}
-    for amount in (size, size // SMALL):
-        for name, transfer in transfers.items():
-            cases[f"{name} {amount >> 20} MiB"] = lambda t=transfer, n=amount: t(
-                bench, head(n), None
-            )
-    bench.measure(cases)
-
-    def figures(case: str, reference: str, target: float | None = None) -> list[Figure]:
-        big, small = f" {size >> 20} MiB", f" {(size // SMALL) >> 20} MiB"
-        return transfer_figures(
-            f"{case} ÷ {reference}",
-            case + big,
-            reference + big,
-            (case + small, reference + small),
-            targets=(target, None),
-        )
+    figures = measure_transfers(bench, transfers, size)
 
     chosen = figures("ipctool shm", "head | cat", TARGET) + figures("ipctool shm", "C ring")
     chosen += figures("C ring", "head | cat")

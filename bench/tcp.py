@@ -31,17 +31,17 @@ from pathlib import Path
 
 from harness import (
     IPCTOOL,
+    SMALL,
     Bench,
     Figure,
     Proc,
-    check_same,
+    head_cat,
     main,
+    measure_transfers,
     parse_size,
     parser,
-    transfer_figures,
-    write_random,
 )
-from unix import SMALL, TARGETS, head, head_cat
+from unix import TARGETS
 
 LISTEN = "0A"  # TCP_LISTEN as /proc/net/tcp writes the state
 
@@ -111,31 +111,7 @@ TRANSFERS: dict[str, Callable[..., float]] = {
 def body(bench: Bench) -> None:
     size = bench.args.size or (64 << 20 if bench.args.quick else 1 << 30)
     notes = [f"sizes: {size >> 20} MiB, and {(size // SMALL) >> 20} MiB for the baseline"]
-    data, copy = bench.path("check"), bench.path("copy")
-    write_random(data, (4 << 20) + 12345)
-    for name, transfer in TRANSFERS.items():  # untimed: exact bytes, or no figure
-        transfer(bench, data, copy)
-        check_same(data, copy, name)
-    data.unlink()
-    copy.unlink()
-
-    cases: dict[str, Callable[[], float]] = {}
-    for amount in (size, size // SMALL):
-        for name, transfer in TRANSFERS.items():
-            cases[f"{name} {amount >> 20} MiB"] = lambda t=transfer, n=amount: t(
-                bench, head(n), None
-            )
-    bench.measure(cases)
-
-    def figures(case: str, reference: str, target: float | None = None) -> list[Figure]:
-        big, small = f" {size >> 20} MiB", f" {(size // SMALL) >> 20} MiB"
-        return transfer_figures(
-            f"{case} ÷ {reference}",
-            case + big,
-            reference + big,
-            (case + small, reference + small),
-            targets=(target, None),
-        )
+    figures = measure_transfers(bench, TRANSFERS, size)
 
     chosen: list[Figure] = []
     for reference in ("socat", "socat -b 128K", "nc", "head | cat"):

@@ -30,18 +30,17 @@ from pathlib import Path
 
 from harness import (
     IPCTOOL,
+    SMALL,
     Bench,
     Figure,
     Proc,
-    check_same,
+    head_cat,
     main,
+    measure_transfers,
     parse_size,
     parser,
-    transfer_figures,
-    write_random,
 )
 
-SMALL = 16  # the steady-state baseline moves 1/SMALL of the data
 TARGETS = {"socat": 0.5, "socat -b 128K": 0.8}  # ipctool time ÷ the reference's, at most
 
 
@@ -58,14 +57,6 @@ def listening(path: Path) -> Callable[[], bool]:
         return False
 
     return ready
-
-
-def head(size: int) -> Proc:
-    return Proc(["head", "-c", str(size), "/dev/zero"])
-
-
-def head_cat(bench: Bench, source: Proc | Path, sink: Path | None = None) -> float:
-    return bench.run(Proc(["cat"], stdin=source, stdout=sink))
 
 
 def pair(receiver: list[str], sender: list[str], up: bool = False) -> Callable[..., float]:
@@ -113,31 +104,7 @@ TRANSFERS: dict[str, Callable[..., float]] = {
 def body(bench: Bench) -> None:
     size = bench.args.size or (64 << 20 if bench.args.quick else 1 << 30)
     notes = [f"sizes: {size >> 20} MiB, and {(size // SMALL) >> 20} MiB for the baseline"]
-    data, copy = bench.path("check"), bench.path("copy")
-    write_random(data, (4 << 20) + 12345)
-    for name, transfer in TRANSFERS.items():  # untimed: exact bytes, or no figure
-        transfer(bench, data, copy)
-        check_same(data, copy, name)
-    data.unlink()
-    copy.unlink()
-
-    cases: dict[str, Callable[[], float]] = {}
-    for amount in (size, size // SMALL):
-        for name, transfer in TRANSFERS.items():
-            cases[f"{name} {amount >> 20} MiB"] = lambda t=transfer, n=amount: t(
-                bench, head(n), None
-            )
-    bench.measure(cases)
-
-    def figures(case: str, reference: str, target: float | None = None) -> list[Figure]:
-        big, small = f" {size >> 20} MiB", f" {(size // SMALL) >> 20} MiB"
-        return transfer_figures(
-            f"{case} ÷ {reference}",
-            case + big,
-            reference + big,
-            (case + small, reference + small),
-            targets=(target, None),
-        )
+    figures = measure_transfers(bench, TRANSFERS, size)
 
     chosen: list[Figure] = []
     for reference in ("socat", "socat -b 128K", "nc", "head | cat"):
