@@ -211,6 +211,21 @@ BLOCKING_CALLS = {
 }
 
 
+def until(
+    condition: Callable[[], object],
+    proc: subprocess.Popen[Any] | None = None,
+    what: str = "",
+    timeout: float = 10,
+) -> None:
+    """Poll a condition every 2 ms (a condition, never a fixed wait) for up to
+    `timeout` seconds; fails at once if `proc` ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc is None or proc.poll() is None, f"exited {proc.returncode} before {what}"
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.002)
+
+
 def wait_until_blocked(pid: int, timeout: float = 10) -> None:
     """Return once the process sleeps in a waiting system call (not still starting
     up): the condition a test of "in use", Ctrl-C or a timeout starts from."""

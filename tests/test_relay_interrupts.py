@@ -33,17 +33,16 @@ import stat
 import subprocess
 import sys
 import termios
-import time
 import tty
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import wait_until_blocked
 
-from ipctool.testing import unique_path
+from ipctool.testing import unique_path, until
 from ipctool_plugins.fifo.testing import remove_fifo
 
 # One ipctool start-up per trial would take most of the time: this driver imports
@@ -166,14 +165,6 @@ def held(fd: int) -> int:
     count = array.array("i", [0])
     fcntl.ioctl(fd, termios.FIONREAD, count)
     return count[0]
-
-
-def until(condition: Callable[[], bool], what: str) -> None:
-    """Poll a condition every ms (not a fixed wait), for up to 10 s."""
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.001)
 
 
 def read_line(fd: int, within: float = 10) -> bytes:
@@ -329,12 +320,12 @@ class Sweep:
                 stdout = ends.open(os.devnull, os.O_WRONLY)
                 pid = self.start(case, path, [source, stdout, err])
                 arrived = ends.open(path, os.O_RDONLY | os.O_NONBLOCK)
-                until(lambda: writes_to(pid, path), f"send {pid} never opened the FIFO")
+                until(lambda: writes_to(pid, path), what=f"send {pid} opened the FIFO")
             wait_until_blocked(pid, ("poll", "ppoll"))  # asleep until bytes come
             data = burst
             if primed:  # through the relay and back to waiting in its loop
                 os.write(feed, PRIMER)
-                until(lambda: held(arrived) == len(PRIMER), "the first bytes never arrived")
+                until(lambda: held(arrived) == len(PRIMER), what="the first bytes arrived")
                 wait_until_blocked(pid, ("poll", "ppoll"))
                 data = PRIMER + burst
             self.write_then_interrupt(ends, feed, pid, delay, mode)

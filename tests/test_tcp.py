@@ -18,7 +18,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -33,6 +32,7 @@ from ipctool.testing import (
     free_port,
     run,
     start_receiver,
+    until,
     wait_until_blocked,
 )
 from ipctool.testkit import run_tag, worker
@@ -51,15 +51,6 @@ def listen(*args: str, stdout: object = subprocess.PIPE) -> tuple[subprocess.Pop
         said = started.process.stderr.readline().decode()
         assert said == f"ipctool: tcp: listening on {started.target}\n", said
     return started.process, port
-
-
-def until(condition: object, proc: subprocess.Popen | None = None, what: str = "") -> None:
-    """Poll a condition (not a fixed wait) while proc runs."""
-    deadline = time.monotonic() + 10
-    while not condition():  # type: ignore[operator]
-        assert proc is None or proc.poll() is None, f"exited {proc.returncode} before {what}"
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.002)
 
 
 def sockets() -> list[inetdiag.InetSock]:

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from ipctool.testing import (
     command,
     run,
     start_receiver,
+    until,
     wait_until_blocked,
 )
 from ipctool.testkit import unique_name
@@ -57,15 +57,6 @@ def bound(port: int, family: str = "") -> bool:
         return any(
             int(line.split()[1].rpartition(":")[2], 16) == port for line in list(f)[1:] if line
         )
-
-
-def until(condition: object, proc: subprocess.Popen | None = None, what: str = "") -> None:
-    """Poll a condition (not a fixed wait) while proc runs."""
-    deadline = time.monotonic() + 10
-    while not condition():  # type: ignore[operator]
-        assert proc is None or proc.poll() is None, f"exited {proc.returncode} before {what}"
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.002)
 
 
 def python_peer(code: str) -> subprocess.Popen:

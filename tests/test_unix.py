@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from ipctool.testing import (
     run,
     start_receiver,
     unique_path,
+    until,
     wait_until_blocked,
 )
 
@@ -45,15 +45,6 @@ def started(*args: str, stdout: object = subprocess.PIPE, **popen: object) -> su
     return start_receiver(
         *args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, **popen
     ).process
-
-
-def until(condition: object, proc: subprocess.Popen | None = None, what: str = "") -> None:
-    """Poll a condition (not a fixed wait) while proc runs."""
-    deadline = time.monotonic() + 10
-    while not condition():  # type: ignore[operator]
-        assert proc is None or proc.poll() is None, f"exited {proc.returncode} before {what}"
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.002)
 
 
 def is_socket(path: str) -> bool:
