@@ -19,6 +19,7 @@ from ipctool.api import (
     UsageError,
     new_app,
 )
+from ipctool_plugins.shm.options import HexDump, Length, SendCString
 
 app = new_app(
     help="""Memory-mapped files by PATH: a file mapped MAP_SHARED by every process.
@@ -71,10 +72,7 @@ def send(
     data: Data = None,
     offset: Offset = 0,
     size: Size = None,
-    cstring: Annotated[
-        bool,
-        typer.Option("--cstring", help="Write the data and a NUL, no trailer: for C's %s."),
-    ] = False,
+    cstring: SendCString = False,
     sync: Annotated[
         bool, typer.Option("--sync", help="msync: the data is on disk when send ends.")
     ] = False,
@@ -120,13 +118,8 @@ def send(
 def recv(
     path: Path,
     offset: Offset = 0,
-    length: Annotated[
-        int | None,
-        typer.Option("--length", metavar="N", min=0, help="Exactly N bytes (ignore the trailer)."),
-    ] = None,
-    hex_dump: Annotated[
-        bool, typer.Option("--hex", help="A hex dump to read (as hexdump -C), not raw bytes.")
-    ] = False,
+    length: Length = None,
+    hex_dump: HexDump = False,
     stream: Stream = False,
     size: Size = None,
     mode: Mode = DEFAULT_MODE,

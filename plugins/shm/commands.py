@@ -23,6 +23,7 @@ from ipctool.api import (
     new_app,
     parse_ipc_target,
 )
+from ipctool_plugins.shm.options import HexDump, Length, SendCString
 
 app = new_app(
     help="""Shared memory: SysV (KEY in decimal or 0x-hex, or --id ID) and POSIX (/NAME).
@@ -61,10 +62,6 @@ Size = Annotated[
         min=1,
         help="Size of a new segment (default: what the data needs; --stream: 4 MiB).",
     ),
-]
-SendCString = Annotated[
-    bool,
-    typer.Option("--cstring", help="Write the data and a NUL, no trailer: for C's %s."),
 ]
 Stream = Annotated[
     bool,
@@ -189,13 +186,8 @@ def recv(
     target: Target = None,
     segment_id: SegmentId = None,
     offset: Offset = 0,
-    length: Annotated[
-        int | None,
-        typer.Option("--length", metavar="N", min=0, help="Exactly N bytes (ignore the trailer)."),
-    ] = None,
-    hex_dump: Annotated[
-        bool, typer.Option("--hex", help="A hex dump to read (as hexdump -C), not raw bytes.")
-    ] = False,
+    length: Length = None,
+    hex_dump: HexDump = False,
     stream: Stream = False,
     size: Size = None,
     mode: Mode = DEFAULT_MODE,
